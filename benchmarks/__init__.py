@@ -1,0 +1,1 @@
+"""Benchmarks: every figure against a reference measured in the same run (`make bench`)."""

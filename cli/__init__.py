@@ -1,0 +1,1 @@
+"""The ``ledger`` command line: a thin Typer shell over the ``ledger`` library."""

@@ -1,0 +1,104 @@
+"""Rendering for people (text, tables, progress) and machines (JSON). Only formatting lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledger.audit import AuditReport
+    from ledger.block import Block
+    from ledger.settings import Settings
+
+PROGRESS_THRESHOLD = 64 << 20
+
+
+def to_json(data: Any) -> str:
+    """Stable, indented JSON for stdout."""
+    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def block_line(block: Block) -> str:
+    """One line naming a block."""
+    label = _label(block)
+    return f"block {block.height} {block.kind}{label} {block.block_hash}"
+
+
+def _label(block: Block) -> str:
+    if block.kind != "version":
+        return ""
+    data = block.data()
+    stage = f" stage {data['stage']} q={data['question']}" if data.get("stage") else ""
+    return f" {data.get('name')}{stage}"
+
+
+def log_text(blocks: Sequence[Block]) -> str:
+    """The log as aligned lines, newest first."""
+    return "\n".join(f"{b.height:>7}  {b.timestamp}  {b.kind:<10} {b.block_hash[:16]}{_label(b)}" for b in blocks)
+
+
+def block_text(block: Block) -> str:
+    """A block's fields and decoded payload."""
+    lines = [
+        f"height       {block.height}",
+        f"kind         {block.kind}",
+        f"timestamp    {block.timestamp}",
+        f"prev_hash    {block.prev_hash}",
+        f"block_hash   {block.block_hash}",
+        f"payload_hash {block.payload_hash}",
+        f"key_id       {block.key_id}",
+        f"signature    {block.signature.hex()}",
+        "payload:",
+        json.dumps(block.data(), indent=2, sort_keys=True, ensure_ascii=False),
+    ]
+    return "\n".join(lines)
+
+
+def audit_text(report: AuditReport) -> str:
+    """The audit result for a person."""
+    lines = [
+        f"checked {report.blocks_checked} blocks (head {report.head_height} {report.head_hash[:16]}), "
+        f"{report.files_checked} files ({report.files_mode})"
+    ]
+    lines.extend(f"note: {note}" for note in report.notes)
+    for f in report.findings:
+        where = f"height {f.height}" if f.height is not None else "-"
+        severity = "warning" if f.is_warning else "FINDING"
+        lines.append(f"{severity} [{f.kind}] {where} {f.version or ''} {f.message}".replace("  ", " "))
+    lines.append(
+        "audit clean" if report.clean else f"audit found {sum(not f.is_warning for f in report.findings)} problem(s)"
+    )
+    return "\n".join(lines)
+
+
+@contextmanager
+def hashing_progress(settings: Settings, path: Path | None) -> Iterator[Callable[[int], None] | None]:
+    """A Rich progress bar on stderr while hashing a large file; none for --json or a non-terminal stderr."""
+    size = _size(path)
+    if settings.json or not sys.stderr.isatty() or size < PROGRESS_THRESHOLD:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    with Progress(
+        "hashing",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("hash", total=size)
+        yield lambda n: progress.advance(task, n)
+
+
+def _size(path: Path | None) -> int:
+    try:
+        return path.stat().st_size if path is not None else 0
+    except OSError:
+        return 0

@@ -1,0 +1,373 @@
+"""The ledger as a library: ``Ledger.create`` / ``Ledger.open``, appending signed blocks, reading them back.
+
+Every write goes through ``_commit``: one serialised transaction that reads the head, lets the caller build
+its payload against it, seals and signs the block, and stores it with its Merkle nodes and index rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+from ledger import guards, merkle, migrate
+from ledger import metadata as metadata_rules
+from ledger.audit import (
+    AuditReport,
+    FilesMode,
+    check_files,
+    guard_findings,
+    scan_chain,
+    sorted_findings,
+    stage_warnings,
+)
+from ledger.block import GENESIS_PREV_HASH, Block, seal
+from ledger.canonical import decode
+from ledger.chain import GENESIS
+from ledger.errors import AlreadyExistsError, KeyFileError, NotFoundError, StorageError, VersionOrderError
+from ledger.fsutil import write_atomic
+from ledger.recording import PreparedVersion, prepare_version
+from ledger.signing import SigningKey, load_key_file
+from ledger.store import Store, describe
+from ledger.tables import APPEND_ONLY_TABLES, VersionIndexRow
+from ledger.timeutil import now
+from ledger.versions import VersionId, VersionRecord, check_append, expected_next, resolve_ref
+
+VERSION = "version"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """A row for the (model, version) lookup index, written in the same transaction as its block."""
+
+    model: str
+    major: int
+    micro: int
+
+
+class NodesOf:
+    """Adapts a database connection to ``merkle.NodeSource``."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def nodes(self, keys: Any) -> dict[tuple[int, int], bytes]:
+        """Fetch persisted subtree hashes."""
+        return Store.nodes(self._connection, keys)
+
+
+def default_adapters_dir(models_dir: Path) -> Path:
+    """The seed's layout: adapters live in ``../lora_adapters`` beside the models directory."""
+    return models_dir.parent / "lora_adapters"
+
+
+class Ledger:
+    """An open ledger: its database, its models directory, and (for writing) its signing key."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        models_dir: Path,
+        adapters_dir: Path | None,
+        key: SigningKey | None,
+        genesis: Block,
+    ) -> None:
+        self.store = store
+        self.models_dir = models_dir
+        self.adapters_dir = adapters_dir if adapters_dir is not None else default_adapters_dir(models_dir)
+        self._key = key
+        self.genesis = genesis
+        info = decode(genesis.payload)
+        self.ledger_id: str = info["ledger_id"]
+        self.origin: str = info["origin"]
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        db_url: str,
+        *,
+        models_dir: Path,
+        key: SigningKey | Path,
+        origin: str | None = None,
+        adapters_dir: Path | None = None,
+        passphrase: bytes | None = None,
+    ) -> Ledger:
+        """Migrate the database and write the genesis block; refuses when a ledger already exists there."""
+        signing = key if isinstance(key, SigningKey) else load_key_file(key, passphrase)
+        store = Store.open(db_url)
+        try:
+            migrate.upgrade(store.engine)
+        except OperationalError as exc:
+            raise StorageError(f"cannot prepare database: {describe(exc)}") from exc
+        ledger_id = str(uuid.uuid4())
+        created = now()
+        payload = {
+            "ledger_id": ledger_id,
+            "origin": origin or f"ledger/{ledger_id}",
+            "created": created,
+            "algorithm": "ed25519",
+            "public_key": signing.public.hex(),
+        }
+
+        def write(connection: Connection) -> Block:
+            if Store.head(connection) is not None:
+                raise AlreadyExistsError("a ledger already exists in this database; nothing was changed")
+            block = seal(
+                height=0,
+                prev_hash=GENESIS_PREV_HASH,
+                timestamp=created,
+                kind=GENESIS,
+                payload=payload,
+                key=signing,
+            )
+            _store_block(connection, block, None)
+            return block
+
+        genesis = store.write(write)
+        return cls(store, models_dir=models_dir, adapters_dir=adapters_dir, key=signing, genesis=genesis)
+
+    @classmethod
+    def open(
+        cls,
+        db_url: str,
+        *,
+        models_dir: Path,
+        key: SigningKey | Path | None = None,
+        adapters_dir: Path | None = None,
+        passphrase: bytes | None = None,
+    ) -> Ledger:
+        """Open an existing ledger. The key is loaded only when given (reading and auditing need none)."""
+        store = Store.open(db_url)
+        try:
+            with store.reading() as connection:
+                genesis = Store.block_at(connection, 0)
+        except (OperationalError, ProgrammingError) as exc:
+            if "no such table" in describe(exc) or "does not exist" in describe(exc):
+                raise StorageError(f"no ledger in {_safe_url(db_url)}: run `ledger init` first") from exc
+            raise StorageError(f"cannot read {_safe_url(db_url)}: {describe(exc)}") from exc
+        if genesis is None:
+            raise StorageError(f"no ledger in {_safe_url(db_url)}: run `ledger init` first")
+        signing = key if isinstance(key, SigningKey) or key is None else load_key_file(key, passphrase)
+        return cls(store, models_dir=models_dir, adapters_dir=adapters_dir, key=signing, genesis=genesis)
+
+    # --- reading ------------------------------------------------------------------------------
+
+    def head(self) -> Block:
+        """The newest block."""
+        with self.store.reading() as connection:
+            block = Store.head(connection)
+        assert block is not None  # a ledger always has its genesis
+        return block
+
+    def block(self, height: int) -> Block:
+        """The block at ``height``."""
+        with self.store.reading() as connection:
+            block = Store.block_at(connection, height)
+        if block is None:
+            raise NotFoundError(f"no block at height {height}")
+        return block
+
+    def blocks(self, start: int = 0, end: int | None = None) -> Iterator[Block]:
+        """Blocks in height order, streamed in batches."""
+        with self.store.reading() as connection:
+            yield from Store.blocks(connection, start, end)
+
+    def blocks_of_kind(self, *kinds: str) -> list[Block]:
+        """All blocks of the given kinds, in height order."""
+        with self.store.reading() as connection:
+            return list(Store.blocks_of_kind(connection, kinds))
+
+    def version_block(self, model: str, version: VersionId) -> Block:
+        """The block recording ``model`` at ``version``."""
+        with self.store.reading() as connection:
+            height = connection.execute(
+                select(VersionIndexRow.height).where(
+                    VersionIndexRow.model == model,
+                    VersionIndexRow.major == version.major,
+                    VersionIndexRow.micro == version.micro,
+                )
+            ).scalar_one_or_none()
+            block = Store.block_at(connection, height) if height is not None else None
+        if block is None:
+            raise NotFoundError(f"{model}-{version.tag} is not in the ledger")
+        return block
+
+    def find(self, ref: str, *, model: str | None = None) -> Block:
+        """A block by height (digits) or by version name (full, or short with one model / ``model``)."""
+        if ref.isdigit():
+            return self.block(int(ref))
+        name = resolve_ref(ref, models=self.models(), model=model)
+        return self.version_block(name.slug, name.version)
+
+    def models(self) -> list[str]:
+        """Slugs of every model with at least one version."""
+        with self.store.reading() as connection:
+            rows = connection.execute(select(VersionIndexRow.model).distinct().order_by(VersionIndexRow.model))
+            return [row[0] for row in rows]
+
+    # --- auditing -----------------------------------------------------------------------------
+
+    def audit(self, *, files: FilesMode = FilesMode.QUICK) -> AuditReport:
+        """Re-verify the whole chain, the database guards and (per ``files``) the files on disk."""
+        with self.store.reading() as connection:
+            scan = scan_chain(Store.blocks(connection))
+            present = {table: guards.present_triggers(connection, table) for table in APPEND_ONLY_TABLES}
+        findings = [*scan.findings, *guard_findings(present, self.store.dialect), *stage_warnings(scan)]
+        checked = 0
+        notes = []
+        if files is not FilesMode.NONE:
+            file_findings, checked = check_files(
+                scan.versions.values(), models_dir=self.models_dir, adapters_dir=self.adapters_dir, mode=files
+            )
+            findings.extend(file_findings)
+        if files is FilesMode.QUICK:
+            notes.append("quick file check compared sizes and modification times only; it is not a proof")
+        return AuditReport(
+            findings=sorted_findings(findings),
+            blocks_checked=scan.count,
+            head_height=scan.head_height,
+            head_hash=scan.head_hash,
+            files_mode=files,
+            files_checked=checked,
+            notes=tuple(notes),
+        )
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> SigningKey:
+        """The signing key; writing without one is an environment error."""
+        if self._key is None:
+            raise KeyFileError("this command signs blocks: give --key PATH or set LEDGER_KEY")
+        return self._key
+
+    def append_event(self, kind: str, payload: dict[str, Any]) -> Block:
+        """Append a signed block of any kind whose payload does not depend on the chain."""
+        return self._commit(kind, lambda _connection, _head: (payload, None))
+
+    def append(
+        self,
+        weights: Path | None = None,
+        *,
+        metadata: Path | None = None,
+        stage: int | None = None,
+        question: str | None = None,
+        adapter: Path | None = None,
+        data: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Block:
+        """Record a saved model version; afterwards the metadata file gets its block reference written back."""
+        prepared = prepare_version(
+            models_dir=self.models_dir,
+            adapters_dir=self.adapters_dir,
+            weights=weights,
+            metadata=metadata,
+            stage=stage,
+            question=question,
+            adapter=adapter,
+            data=data,
+            progress=progress,
+        )
+        return self.commit_version(prepared)
+
+    def commit_version(self, prepared: PreparedVersion) -> Block:
+        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON."""
+        self.key  # fail before anything else when there is no key  # noqa: B018
+        block = self._commit(VERSION, lambda connection, _head: _version_payload(connection, prepared))
+        referenced = metadata_rules.with_block_reference(
+            prepared.metadata, height=block.height, block_hash=block.block_hash
+        )
+        write_atomic(prepared.metadata_path, _pretty_json(referenced))
+        return block
+
+    def next_version(self, model: str, *, major: bool) -> VersionId:
+        """The version number the next major or micro save of ``model`` gets."""
+        with self.store.reading() as connection:
+            last = _last_version(connection, model)
+        options = expected_next([] if last is None else [last[0]])
+        return options[-1] if major or len(options) == 1 else options[0]
+
+    def _commit(
+        self, kind: str, build: Callable[[Connection, Block], tuple[dict[str, Any], IndexEntry | None]]
+    ) -> Block:
+        key = self.key
+
+        def write(connection: Connection) -> Block:
+            head = Store.head(connection)
+            assert head is not None
+            payload, index = build(connection, head)
+            block = seal(
+                height=head.height + 1,
+                prev_hash=head.block_hash,
+                timestamp=max(now(), head.timestamp),
+                kind=kind,
+                payload=payload,
+                key=key,
+            )
+            _store_block(connection, block, index)
+            return block
+
+        try:
+            return self.store.write(write)
+        except IntegrityError as exc:
+            raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
+
+
+def _store_block(connection: Connection, block: Block, index: IndexEntry | None) -> None:
+    Store.insert_block(connection, block)
+    frontier = merkle.load_frontier(NodesOf(connection), block.height)
+    nodes, _ = merkle.completed_nodes(block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier)
+    Store.insert_nodes(connection, nodes)
+    if index is not None:
+        Store.insert_version_index(
+            connection, height=block.height, model=index.model, major=index.major, micro=index.micro
+        )
+
+
+def _last_version(connection: Connection, model: str) -> tuple[VersionRecord, Block] | None:
+    row = connection.execute(
+        select(VersionIndexRow.height)
+        .where(VersionIndexRow.model == model)
+        .order_by(VersionIndexRow.major.desc(), VersionIndexRow.micro.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    block = Store.block_at(connection, row[0])
+    assert block is not None
+    data = decode(block.payload)
+    record = VersionRecord(VersionId.parse(data["version"]), data.get("stage"), data.get("question"))
+    return record, block
+
+
+def _version_payload(connection: Connection, prepared: PreparedVersion) -> tuple[dict[str, Any], IndexEntry]:
+    name = prepared.name
+    last = _last_version(connection, name.slug)
+    history = [] if last is None else [last[0]]
+    check_append(name.slug, history, name.version, stage=prepared.stage, question=prepared.question)
+    parent = None
+    if last is not None:
+        parent = {"version": str(last[0].version), "height": last[1].height, "block_hash": last[1].block_hash}
+    payload = {**prepared.body, "parent": parent}
+    return payload, IndexEntry(name.slug, name.version.major, name.version.micro)
+
+
+def _pretty_json(obj: dict[str, Any]) -> bytes:
+    import json
+
+    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

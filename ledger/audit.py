@@ -1,0 +1,344 @@
+"""The audit: re-verify every block, the database guards, and the files on disk; return findings as data.
+
+Chain checks: ``ledger.chain`` (pure). File checks: every ledgered weight file, metadata file and adapter
+directory is present and matches (``full`` re-hashes with BLAKE3; ``quick`` compares size and mtime only,
+which is not a proof); weight files nobody ledgered are reported too.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger import guards
+from ledger.chain import ChainWalker, check_block, collect_keys, link_fields, sort_findings
+from ledger.errors import FileInputError, InputError, UnsafePathError
+from ledger.findings import Finding, FindingClass
+from ledger.fsutil import display_path, resolve_recorded
+from ledger.hashing import blake3_file
+from ledger.manifest import Manifest, compare, hash_directory
+from ledger.metadata import differs_from_committed
+from ledger.recording import WEIGHT_SUFFIXES
+from ledger.strictjson import read_object
+from ledger.tables import APPEND_ONLY_TABLES
+from ledger.versions import VersionId, VersionRecord, pending_stage1
+
+
+class FilesMode(enum.StrEnum):
+    """How deeply the audit checks files on disk."""
+
+    FULL = "full"
+    QUICK = "quick"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditReport:
+    """What an audit checked and what it found."""
+
+    findings: tuple[Finding, ...]
+    blocks_checked: int
+    head_height: int
+    head_hash: str
+    files_mode: FilesMode
+    files_checked: int
+    notes: tuple[str, ...] = ()
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing but warnings was found."""
+        return not any(not f.is_warning for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report in the documented ``--json`` shape (docs/FORMAT.md, audit report)."""
+        return {
+            "schema": "ledger-audit/v1",
+            "clean": self.clean,
+            "blocks_checked": self.blocks_checked,
+            "head": {"height": self.head_height, "hash": self.head_hash},
+            "files": {"mode": str(self.files_mode), "checked": self.files_checked},
+            "notes": list(self.notes),
+            "findings": [
+                {
+                    "height": f.height,
+                    "version": f.version,
+                    "class": str(f.kind),
+                    "severity": "warning" if f.is_warning else "error",
+                    "path": f.path,
+                    "message": f.message,
+                }
+                for f in self.findings
+            ],
+        }
+
+
+@dataclass(slots=True)
+class VersionState:
+    """What the chain says about one version's files, after every lifecycle block up to the head."""
+
+    height: int
+    name: str
+    payload: dict[str, Any]
+    pruned: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class ChainScan:
+    """Result of walking the chain: findings plus what the file checks need."""
+
+    findings: list[Finding] = field(default_factory=list)
+    versions: dict[str, VersionState] = field(default_factory=dict)
+    history: dict[str, list[VersionRecord]] = field(default_factory=dict)
+    count: int = 0
+    head_height: int = -1
+    head_hash: str = ""
+
+
+def scan_chain(blocks: Iterable[Any]) -> ChainScan:
+    """Verify blocks in order (pure: takes Block values) and collect the version states."""
+    from ledger.chain import payload_of
+
+    scan = ChainScan()
+    walker = ChainWalker()
+    keys: dict[str, bytes] = {}
+    for block in blocks:
+        keys.update(collect_keys([block]))
+        problem = check_block(block, keys)
+        if problem is not None:
+            scan.findings.append(problem)
+        walker.visit(link_fields(block))
+        scan.count += 1
+        scan.head_height, scan.head_hash = block.height, block.block_hash
+        if problem is None and block.kind == "version":
+            _record_version(scan, block.height, payload_of(block))
+    scan.findings.extend(walker.finish())
+    return scan
+
+
+def _record_version(scan: ChainScan, height: int, payload: dict[str, Any]) -> None:
+    try:
+        name = str(payload["name"])
+        record = VersionRecord(VersionId.parse(str(payload["version"])), payload.get("stage"), payload.get("question"))
+    except (KeyError, InputError):
+        scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, "version payload lacks a valid name"))
+        return
+    scan.versions[name] = VersionState(height, name, payload)
+    scan.history.setdefault(str(payload.get("model")), []).append(record)
+
+
+def stage_warnings(scan: ChainScan) -> list[Finding]:
+    """Warnings for stage-1 versions still waiting for their stage 2."""
+    out = []
+    for model, history in scan.history.items():
+        for record in pending_stage1(history):
+            name = f"{model}-{record.version.tag}"
+            state = scan.versions.get(name)
+            out.append(
+                Finding(
+                    state.height if state else None,
+                    name,
+                    FindingClass.STAGE_PENDING,
+                    f"stage 1 of question {record.question} has no stage 2 yet",
+                )
+            )
+    return out
+
+
+def guard_findings(present: dict[str, set[str]], dialect: str) -> list[Finding]:
+    """A ``db-guard`` finding for every append-only trigger that is missing or disabled."""
+    out = []
+    for table in APPEND_ONLY_TABLES:
+        missing = guards.expected_triggers(dialect, table) - present.get(table, set())
+        for name in sorted(missing):
+            out.append(Finding(None, None, FindingClass.DB_GUARD, f"append-only trigger {name} on {table} is missing"))
+    return out
+
+
+def check_files(
+    versions: Iterable[VersionState], *, models_dir: Path, adapters_dir: Path, mode: FilesMode
+) -> tuple[list[Finding], int]:
+    """Check every ledgered file against its record; returns findings and the number of files looked at."""
+    findings: list[Finding] = []
+    checked = 0
+    ledgered: set[str] = set()
+    for state in versions:
+        weights = state.payload.get("weights")
+        if isinstance(weights, dict):
+            ledgered.add(str(weights.get("path")))
+            checked += 1
+            findings.extend(_check_weights(state, weights, models_dir, mode))
+        meta = state.payload.get("metadata")
+        if isinstance(meta, dict):
+            ledgered.add(str(meta.get("path")))
+            checked += 1
+            findings.extend(_check_metadata(state, meta, models_dir))
+        adapter = state.payload.get("adapter")
+        if isinstance(adapter, dict):
+            checked += 1
+            findings.extend(_check_adapter(state, adapter, adapters_dir, mode))
+    findings.extend(_unledgered(models_dir, ledgered))
+    return findings, checked
+
+
+def _finding(state: VersionState, kind: FindingClass, path: str, message: str) -> Finding:
+    return Finding(state.height, state.name, kind, message, path)
+
+
+def _locate(state: VersionState, root: Path, relative: str) -> Path | Finding:
+    try:
+        return resolve_recorded(root, relative)
+    except (UnsafePathError, FileInputError) as exc:
+        return _finding(state, FindingClass.FILE_MISMATCH, relative, str(exc))
+
+
+def _check_weights(state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode) -> list[Finding]:
+    relative = str(record.get("path"))
+    path = _locate(state, root, relative)
+    if isinstance(path, Finding):
+        return [path]
+    if state.pruned is not None:
+        return []
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"weight file {relative} is missing")]
+    except OSError as exc:
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"weight file {relative}: {exc.strerror}")]
+    if info.st_size != record.get("size"):
+        return [
+            _finding(
+                state,
+                FindingClass.FILE_MISMATCH,
+                relative,
+                f"weight file {relative} has {info.st_size} bytes, the ledger recorded {record.get('size')}",
+            )
+        ]
+    if mode is FilesMode.QUICK:
+        if str(info.st_mtime_ns) != record.get("mtime_ns"):
+            return [
+                _finding(
+                    state,
+                    FindingClass.FILE_MISMATCH,
+                    relative,
+                    f"weight file {relative} was modified (mtime)",
+                )
+            ]
+        return []
+    try:
+        _size, digest = blake3_file(path)
+    except InputError as exc:
+        return [_finding(state, FindingClass.FILE_MISMATCH, relative, str(exc))]
+    if digest != record.get("blake3"):
+        return [_finding(state, FindingClass.FILE_MISMATCH, relative, f"weight file {relative} content differs")]
+    return []
+
+
+def _check_metadata(state: VersionState, record: dict[str, Any], root: Path) -> list[Finding]:
+    relative = str(record.get("path"))
+    path = _locate(state, root, relative)
+    if isinstance(path, Finding):
+        return [path]
+    if state.pruned is not None and not path.exists():
+        return []
+    if not path.exists():
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"metadata file {relative} is missing")]
+    try:
+        on_disk = read_object(path)
+    except InputError as exc:
+        return [_finding(state, FindingClass.METADATA_MISMATCH, relative, f"metadata file {relative}: {exc}")]
+    differences = differs_from_committed(on_disk, record.get("content") or {})
+    if differences:
+        shown = ", ".join(differences[:5]) + (" ..." if len(differences) > 5 else "")
+        return [
+            _finding(
+                state,
+                FindingClass.METADATA_MISMATCH,
+                relative,
+                f"metadata file {relative} differs at {shown}",
+            )
+        ]
+    return []
+
+
+def _check_adapter(state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode) -> list[Finding]:
+    relative = str(record.get("path"))
+    path = _locate(state, root, relative)
+    if isinstance(path, Finding):
+        return [path]
+    if state.pruned is not None:
+        return []
+    if not path.is_dir():
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
+    try:
+        recorded = Manifest.from_json(record["manifest"])
+    except (InputError, KeyError) as exc:
+        return [_finding(state, FindingClass.PAYLOAD, relative, f"adapter {relative}: bad manifest: {exc}")]
+    if mode is FilesMode.QUICK:
+        return _quick_adapter(state, relative, recorded, path)
+    try:
+        actual = hash_directory(path)
+    except InputError as exc:
+        return [_finding(state, FindingClass.FILE_MISMATCH, relative, f"adapter {relative}: {exc}")]
+    return [
+        _finding(
+            state,
+            FindingClass.FILE_MISMATCH,
+            f"{relative}/{change.path}",
+            f"adapter file {relative}/{change.path} {change.change} {change.detail}".rstrip(),
+        )
+        for change in compare(recorded, actual)
+    ]
+
+
+def _quick_adapter(state: VersionState, relative: str, recorded: Manifest, path: Path) -> list[Finding]:
+    """Compare names and sizes only (no hashing)."""
+    sizes: dict[str, int] = {}
+    for folder, _dirs, files in os.walk(path):
+        for name in files:
+            full = Path(folder) / name
+            sizes[full.relative_to(path).as_posix()] = full.lstat().st_size
+    expected = {entry.path: entry.size for entry in recorded.entries}
+    out = []
+    for name in sorted(set(sizes) | set(expected)):
+        if name not in sizes:
+            change = "removed"
+        elif name not in expected:
+            change = "added"
+        elif sizes[name] != expected[name]:
+            change = "changed size"
+        else:
+            continue
+        out.append(
+            _finding(
+                state,
+                FindingClass.FILE_MISMATCH,
+                f"{relative}/{name}",
+                f"adapter file {relative}/{name} {change}",
+            )
+        )
+    return out
+
+
+def _unledgered(models_dir: Path, ledgered: set[str]) -> list[Finding]:
+    out: list[Finding] = []
+    try:
+        entries = sorted(os.scandir(models_dir), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        name = entry.name
+        is_weight = name.endswith(WEIGHT_SUFFIXES)
+        is_temp = name.startswith(".") and name.endswith(".tmp")
+        if (is_weight or is_temp) and name not in ledgered and entry.is_file(follow_symlinks=False):
+            shown = display_path(name)
+            out.append(Finding(None, None, FindingClass.UNLEDGERED, f"{shown} is not in the ledger", shown))
+    return out
+
+
+def sorted_findings(findings: Iterable[Finding]) -> tuple[Finding, ...]:
+    """Findings in report order."""
+    return tuple(sort_findings(findings))

@@ -1,0 +1,120 @@
+"""The block: one signed, hash-linked entry of the ledger, and the exact bytes its hash covers.
+
+Block hash = SHA-256(b"ledger/block/v1\\n" || RFC 8785 header), where the header holds every field except the
+signature; the payload enters through its SHA-256. See docs/FORMAT.md for the layout and test vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.canonical import canonical, decode
+from ledger.signing import SigningKey
+
+FORMAT_VERSION = 1
+HASH_DOMAIN = b"ledger/block/v1\n"
+GENESIS_PREV_HASH = "0" * 64
+
+
+def payload_hash(payload: bytes) -> str:
+    """SHA-256 of the canonical payload bytes, lowercase hex."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+def header_bytes(
+    *, format: int, height: int, prev_hash: str, timestamp: str, kind: str, payload_hash: str, key_id: str
+) -> bytes:
+    """The domain-separated canonical header whose SHA-256 is the block hash."""
+    header = {
+        "format": format,
+        "height": height,
+        "kind": kind,
+        "key_id": key_id,
+        "payload_hash": payload_hash,
+        "prev_hash": prev_hash,
+        "timestamp": timestamp,
+    }
+    return HASH_DOMAIN + canonical(header)
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A block as stored: every field, including the exact canonical payload bytes that were hashed."""
+
+    format: int
+    height: int
+    prev_hash: str
+    timestamp: str
+    kind: str
+    payload: bytes
+    payload_hash: str
+    key_id: str
+    block_hash: str
+    signature: bytes
+
+    def computed_hash(self) -> str:
+        """Recompute the block hash from the stored fields (the payload through its stored hash)."""
+        return hashlib.sha256(
+            header_bytes(
+                format=self.format,
+                height=self.height,
+                prev_hash=self.prev_hash,
+                timestamp=self.timestamp,
+                kind=self.kind,
+                payload_hash=self.payload_hash,
+                key_id=self.key_id,
+            )
+        ).hexdigest()
+
+    def data(self) -> Any:
+        """The payload as Python values."""
+        return decode(self.payload)
+
+    def to_json(self) -> dict[str, Any]:
+        """The block as a JSON object (payload embedded as a JSON string of its exact bytes)."""
+        return {
+            "format": self.format,
+            "height": self.height,
+            "prev_hash": self.prev_hash,
+            "timestamp": self.timestamp,
+            "kind": self.kind,
+            "payload": self.payload.decode("utf-8"),
+            "payload_hash": self.payload_hash,
+            "key_id": self.key_id,
+            "block_hash": self.block_hash,
+            "signature": self.signature.hex(),
+        }
+
+
+def seal(
+    *, height: int, prev_hash: str, timestamp: str, kind: str, payload: Mapping[str, Any], key: SigningKey
+) -> Block:
+    """Canonicalise ``payload``, hash every field and sign: the one way blocks are made."""
+    body = canonical(payload)
+    digest = payload_hash(body)
+    block_hash = hashlib.sha256(
+        header_bytes(
+            format=FORMAT_VERSION,
+            height=height,
+            prev_hash=prev_hash,
+            timestamp=timestamp,
+            kind=kind,
+            payload_hash=digest,
+            key_id=key.key_id,
+        )
+    ).digest()
+    return Block(
+        format=FORMAT_VERSION,
+        height=height,
+        prev_hash=prev_hash,
+        timestamp=timestamp,
+        kind=kind,
+        payload=body,
+        payload_hash=digest,
+        key_id=key.key_id,
+        block_hash=block_hash.hex(),
+        signature=key.sign(block_hash),
+    )

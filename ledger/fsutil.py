@@ -1,0 +1,187 @@
+"""Safe file-system paths inside a root and crash-safe atomic writes."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from pathlib import Path, PurePosixPath
+
+from ledger.errors import FileInputError, StorageError, UnsafePathError
+
+_STORAGE_REASONS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+_INPUT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP})
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """Render a path for a one-line message: as is when printable, else as a Python repr (never raises)."""
+    text = os.fspath(path)
+    return text if text.isprintable() else repr(text)
+
+
+def os_reason(exc: OSError) -> str:
+    """One-line lower-case reason for an OSError, without the path (the caller names the path)."""
+    if exc.errno in _STORAGE_REASONS:
+        return _STORAGE_REASONS[exc.errno]
+    reason = exc.strerror or type(exc).__name__
+    return reason[:1].lower() + reason[1:]
+
+
+def _check_text(text: str, shown: str) -> None:
+    if "\x00" in text:
+        raise UnsafePathError(f"path {shown} contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafePathError(f"path {shown} is not valid UTF-8") from None
+
+
+def relative_inside(root: Path, path: Path) -> str:
+    """Turn a user-given path into the POSIX path relative to ``root`` that the ledger records.
+
+    ``path`` may be absolute or relative to the current directory. It is refused when it has a ``..``
+    component, is not valid UTF-8, lies outside ``root`` once resolved, is ``root`` itself, or passes
+    through a symbolic link at any component below ``root`` (including the last one).
+    """
+    shown = display_path(path)
+    _check_text(os.fspath(path), shown)
+    _check_text(os.fspath(root), display_path(root))
+    if ".." in path.parts:
+        raise UnsafePathError(f"path {shown} contains a '..' component")
+    try:
+        real_root = root.resolve(strict=True)
+    except OSError as exc:
+        raise FileInputError(f"root directory {display_path(root)}: {os_reason(exc)}") from None
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    parts = absolute.parts
+    # Find the shortest prefix that resolves to the root: everything above may be a symlink (the user's
+    # way of reaching the root), nothing below may be.
+    start: int | None = None
+    for index in range(1, len(parts) + 1):
+        prefix = Path(*parts[:index])
+        if os.path.realpath(prefix) == os.fspath(real_root):
+            start = index
+            break
+    if start is None:
+        raise UnsafePathError(f"path {shown} is outside {display_path(root)}")
+    below = parts[start:]
+    if not below:
+        raise UnsafePathError(f"path {shown} is the root directory itself, not a file inside it")
+    current = real_root
+    for name in below:
+        current = current / name
+        try:
+            mode = current.lstat().st_mode
+        except FileNotFoundError:
+            break  # nothing further down can be a symlink
+        except OSError as exc:
+            raise FileInputError(f"path {shown}: {os_reason(exc)}") from None
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(f"path {shown} passes through the symbolic link {display_path(current)}")
+    return PurePosixPath(*below).as_posix()
+
+
+def check_recorded(relative: str) -> None:
+    """Refuse a recorded relative path that is not in the canonical form ``relative_inside`` produces."""
+    shown = display_path(relative)
+    if not relative:
+        raise UnsafePathError("recorded path is empty")
+    _check_text(relative, shown)
+    if relative.startswith("/"):
+        raise UnsafePathError(f"recorded path {shown} is absolute")
+    for part in relative.split("/"):
+        if part in ("", ".", ".."):
+            raise UnsafePathError(f"recorded path {shown} has an empty, '.' or '..' component")
+
+
+def resolve_recorded(root: Path, relative: str) -> Path:
+    """Map a relative path read from the ledger back under ``root``, refusing anything that could escape.
+
+    Besides the lexical checks, no existing component below ``root`` may be a symbolic link, so a link
+    planted in the tree cannot redirect an audit to a file outside it.
+    """
+    check_recorded(relative)
+    parts = relative.split("/")
+    current = root
+    for part in parts:
+        current = current / part
+        try:
+            mode = current.lstat().st_mode
+        except FileNotFoundError:
+            break
+        except OSError as exc:
+            raise FileInputError(f"path {display_path(current)}: {os_reason(exc)}") from None
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(
+                f"recorded path {display_path(relative)} passes through the symbolic link {display_path(current)}"
+            )
+    return root.joinpath(*parts)
+
+
+def _storage_error(action: str, path: Path, exc: OSError) -> FileInputError | StorageError:
+    message = f"cannot {action} {display_path(path)}: {os_reason(exc)}"
+    if exc.errno in _INPUT_ERRNOS:
+        return FileInputError(message)
+    return StorageError(message)
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory entry to disk so a rename or create inside it survives a crash."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _storage_error("open directory", path, exc) from None
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # some file systems cannot fsync a directory; nothing more to do
+            raise _storage_error("sync directory", path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
+    """Replace ``path`` with ``data`` so that readers and crashes see either the old or the new content.
+
+    Writes a hidden temporary file in the same directory, fsyncs it, renames it over the target and fsyncs
+    the directory. On failure before the rename the temporary file is removed and the target untouched.
+    ``mode`` is the permission of a new file before the umask (use 0o600 for secrets).
+    """
+    directory = path.parent
+    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = -1
+    created = replaced = False
+    try:
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            created = True
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from None
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+            closing, fd = fd, -1
+            os.close(closing)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from None
+        replaced = True
+    finally:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if created and not replaced:
+            with contextlib.suppress(OSError):  # best effort: the original error is the one to report
+                os.unlink(tmp)
+    fsync_dir(directory)

@@ -1,0 +1,339 @@
+"""Streaming SHA-256 + BLAKE3 digests of files and of bytes as they are written, at hardware speed."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import mmap
+import os
+import stat
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import blake3
+
+from ledger.errors import FileInputError
+from ledger.fsutil import display_path, os_reason
+
+CHUNK_SIZE = 8 * 1024 * 1024
+"""Bytes per read and per hand-off to the hashers; both hashers release the GIL on buffers this large."""
+
+_BUFFERS = 4
+"""Buffers in flight per file: one being read while the hashers work on the others."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileDigest:
+    """Size and lowercase hex digests of one file's bytes."""
+
+    size: int
+    sha256: str
+    blake3: str
+
+
+def sha256_hex(data: bytes) -> str:
+    """Lowercase hex SHA-256 of a small in-memory value (canonical JSON, record bodies)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "is a directory"
+    if stat.S_ISFIFO(mode):
+        return "is a FIFO, not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    return "is not a regular file"
+
+
+def _read_error(path: Path, exc: OSError, *, follow_symlinks: bool) -> FileInputError:
+    if exc.errno == errno.ELOOP and not follow_symlinks:
+        reason = "is a symbolic link"
+    elif exc.errno == errno.ENOENT:
+        reason = "no such file"
+    else:
+        reason = os_reason(exc)
+    return FileInputError(f"cannot read {display_path(path)}: {reason}")
+
+
+def _open_regular(path: Path, *, follow_symlinks: bool) -> tuple[int, os.stat_result]:
+    """Open a regular file for reading without ever blocking on a FIFO; refuse anything else."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: opening a FIFO must not hang
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
+    except ValueError:  # embedded NUL character
+        raise FileInputError(f"cannot read {display_path(path)}: invalid file name") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise FileInputError(f"cannot read {display_path(path)}: {_kind(info.st_mode)}")
+    except OSError as exc:
+        os.close(fd)
+        raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
+    except FileInputError:
+        os.close(fd)
+        raise
+    return fd, info
+
+
+def hash_file(
+    path: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    follow_symlinks: bool = True,
+) -> FileDigest:
+    """Read a file once and compute its SHA-256 and BLAKE3 together, as fast as the disk and SHA-256 allow.
+
+    Files larger than one chunk are read into a ring of preallocated buffers while one thread per hasher
+    digests earlier buffers, so reading, SHA-256 and BLAKE3 overlap. ``progress(n)`` is called on the
+    calling thread after each chunk of ``n`` bytes is read. ``follow_symlinks=False`` refuses a symbolic
+    link as the last component (directory manifests use it).
+    """
+    fd, info = _open_regular(path, follow_symlinks=follow_symlinks)
+    with open(fd, "rb", buffering=0, closefd=True) as stream:
+        try:
+            if info.st_size <= CHUNK_SIZE:
+                return _hash_serial(stream, progress)
+            return _hash_parallel(stream, progress)
+        except OSError as exc:
+            raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
+
+
+def _hash_serial(stream: io.FileIO, progress: Callable[[int], None] | None) -> FileDigest:
+    sha = hashlib.sha256()
+    b3 = blake3.blake3()
+    buffer = bytearray(CHUNK_SIZE)
+    view = memoryview(buffer)
+    size = 0
+    while n := stream.readinto(view):
+        sha.update(view[:n])
+        b3.update(view[:n])
+        size += n
+        if progress is not None:
+            progress(n)
+    return FileDigest(size, sha.hexdigest(), b3.hexdigest())
+
+
+def _hash_parallel(stream: io.FileIO, progress: Callable[[int], None] | None) -> FileDigest:
+    sha = hashlib.sha256()
+    b3 = blake3.blake3()
+    buffers = [bytearray(CHUNK_SIZE) for _ in range(_BUFFERS)]
+    pending: list[tuple[Future[object], Future[object]] | None] = [None] * _BUFFERS
+    size = 0
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="ledger-sha256") as sha_worker,
+        ThreadPoolExecutor(1, thread_name_prefix="ledger-blake3") as b3_worker,
+    ):
+        slot = 0
+        while True:
+            busy = pending[slot]
+            if busy is not None:  # the hashers must be done with this buffer before it is refilled
+                busy[0].result()
+                busy[1].result()
+                pending[slot] = None
+            view = memoryview(buffers[slot])
+            n = stream.readinto(view)
+            if not n:
+                break
+            chunk = view[:n]
+            pending[slot] = (sha_worker.submit(sha.update, chunk), b3_worker.submit(b3.update, chunk))
+            size += n
+            if progress is not None:
+                progress(n)
+            slot = (slot + 1) % _BUFFERS
+        for busy in pending:
+            if busy is not None:
+                busy[0].result()
+                busy[1].result()
+    return FileDigest(size, sha.hexdigest(), b3.hexdigest())
+
+
+def blake3_file(path: Path, *, follow_symlinks: bool = True) -> tuple[int, str]:
+    """Size and BLAKE3 of a file by the fastest path (memory map, all cores), for quick audits.
+
+    The size reported is the size of the bytes hashed (from the same open file), so a file replaced
+    between the size check and the hashing cannot produce a mismatched pair.
+    """
+    fd, info = _open_regular(path, follow_symlinks=follow_symlinks)
+    try:
+        if info.st_size == 0:  # mmap refuses empty files
+            return 0, blake3.blake3().hexdigest()
+        try:
+            mapped = mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
+        with mapped:
+            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+            hasher.update(mapped)
+            return info.st_size, hasher.hexdigest()
+    finally:
+        os.close(fd)
+
+
+class HashingWriter:
+    """Binary write-only file object that writes through to ``raw`` and digests the bytes on the way.
+
+    Lets ``torch.save(obj, HashingWriter(f))`` produce the file and its SHA-256/BLAKE3 in one pass.
+    Writes are copied into a ring of preallocated ``CHUNK_SIZE`` buffers (the caller may reuse its memory
+    once ``write`` returns, and fresh allocations would cost a page fault per page); each full buffer is
+    hashed by one background thread per hasher, so hashing overlaps the caller's serialization. Bytes are
+    written to ``raw`` synchronously, so write errors surface at the ``write`` call. The digest covers
+    exactly the bytes written through this object. Call ``finish()`` once at the end; ``close()`` (or
+    leaving a ``with`` block) stops the threads without closing ``raw``.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+        self._b3 = blake3.blake3()
+        self._sha_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-sha256")
+        self._b3_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-blake3")
+        self._buffers: list[bytearray] = []  # grown on demand up to _BUFFERS, then reused in a ring
+        self._busy: list[tuple[Future[object], Future[object]] | None] = []
+        self._slot = 0
+        self._fill = 0
+        self._size = 0
+        self._closed = False
+
+    # -- file-object protocol ------------------------------------------------------------------------
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Write all of ``data`` to the wrapped file and queue it for hashing; returns its length."""
+        self._check_open()
+        view = memoryview(data).cast("B")
+        total = len(view)
+        if total == 0:
+            return 0
+        remaining = view
+        while remaining:
+            written = self._raw.write(remaining)
+            if written is None:  # non-blocking raw stream with nothing written: not supported
+                raise BlockingIOError(errno.EAGAIN, "wrapped stream would block")
+            remaining = remaining[written:]
+        self._size += total
+        self._feed(view)
+        return total
+
+    def flush(self) -> None:
+        """Flush the wrapped file (pending bytes for the hashers need no flushing)."""
+        self._check_open()
+        self._raw.flush()
+
+    def tell(self) -> int:
+        """Bytes written so far through this writer."""
+        return self._size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Support only the seeks a sequential writer can honour: to the current position, or forward.
+
+        A forward relative seek (torch uses ``seek(n, 1)`` to skip data) writes ``n`` zero bytes, which is
+        what a reader would see in the gap, so the digest stays the digest of the file.
+        """
+        self._check_open()
+        target = {os.SEEK_SET: offset, os.SEEK_CUR: self._size + offset}.get(whence)
+        if target is None or target < self._size:
+            raise OSError(errno.ESPIPE, "HashingWriter can only seek forward")
+        gap = target - self._size
+        zeros = bytes(min(gap, CHUNK_SIZE))
+        while gap:
+            step = min(gap, len(zeros))
+            self.write(zeros if step == len(zeros) else zeros[:step])
+            gap -= step
+        return self._size
+
+    def writable(self) -> bool:
+        """A HashingWriter only writes."""
+        return True
+
+    def readable(self) -> bool:
+        """A HashingWriter never reads."""
+        return False
+
+    def seekable(self) -> bool:
+        """Only forward seeks work, so report not seekable to libraries that would seek back."""
+        return False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``finish`` or ``close`` was called."""
+        return self._closed
+
+    def __enter__(self) -> HashingWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- digests ------------------------------------------------------------------------------------
+
+    def finish(self) -> FileDigest:
+        """Hash the last bytes, flush the wrapped file and return the digest of everything written."""
+        self._check_open()
+        try:
+            if self._fill:
+                self._submit()
+            for busy in self._busy:
+                if busy is not None:
+                    busy[0].result()
+                    busy[1].result()
+            self._raw.flush()
+            return FileDigest(self._size, self._sha.hexdigest(), self._b3.hexdigest())
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the hashing threads (idempotent); the wrapped file stays open and belongs to the caller."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sha_worker.shutdown(wait=True, cancel_futures=True)
+        self._b3_worker.shutdown(wait=True, cancel_futures=True)
+        self._buffers.clear()
+        self._busy.clear()
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError(errno.EBADF, "HashingWriter is already finished")
+
+    def _current(self) -> bytearray:
+        """The buffer being filled, waiting for the hashers to release it if the ring has wrapped."""
+        if self._slot == len(self._buffers):
+            self._buffers.append(bytearray(CHUNK_SIZE))
+            self._busy.append(None)
+        return self._buffers[self._slot]
+
+    def _feed(self, view: memoryview) -> None:
+        while view:
+            buffer = self._current()
+            take = min(len(view), CHUNK_SIZE - self._fill)
+            buffer[self._fill : self._fill + take] = view[:take]
+            self._fill += take
+            view = view[take:]
+            if self._fill == CHUNK_SIZE:
+                self._submit()
+
+    def _submit(self) -> None:
+        chunk = memoryview(self._buffers[self._slot])[: self._fill]
+        self._busy[self._slot] = (
+            self._sha_worker.submit(self._sha.update, chunk),
+            self._b3_worker.submit(self._b3.update, chunk),
+        )
+        self._slot = (self._slot + 1) % _BUFFERS
+        self._fill = 0
+        busy = self._busy[self._slot] if self._slot < len(self._busy) else None
+        if busy is not None:  # the next buffer is refilled only once both hashers are done with it
+            busy[0].result()
+            busy[1].result()
+            self._busy[self._slot] = None

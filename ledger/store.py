@@ -1,0 +1,256 @@
+"""Database access: engines for SQLite and PostgreSQL, serialised write transactions, and block rows.
+
+Writers are serialised in the database itself (SQLite ``BEGIN IMMEDIATE``; PostgreSQL a transaction-level
+advisory lock), with UNIQUE(height) and UNIQUE(prev_hash) as the backstop, so concurrent appenders never fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table, and_, create_engine, event, or_, select, text
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from ledger.block import Block
+from ledger.errors import InputError, StorageError
+from ledger.tables import BlockRow, CheckpointRow, MerkleNodeRow, VersionIndexRow
+
+T = TypeVar("T")
+
+_TABLE = cast(Table, BlockRow.__table__)
+_NODES = cast(Table, MerkleNodeRow.__table__)
+_VERSIONS = cast(Table, VersionIndexRow.__table__)
+_CHECKPOINTS = cast(Table, CheckpointRow.__table__)
+#: Columns in the order of the Block dataclass fields.
+_COLUMNS = [
+    _TABLE.c.format,
+    _TABLE.c.height,
+    _TABLE.c.prev_hash,
+    _TABLE.c.timestamp,
+    _TABLE.c.kind,
+    _TABLE.c.payload,
+    _TABLE.c.payload_hash,
+    _TABLE.c.key_id,
+    _TABLE.c.block_hash,
+    _TABLE.c.signature,
+]
+
+#: Key of the PostgreSQL advisory lock every appender takes ("ledger" in ASCII).
+ADVISORY_LOCK_KEY = 0x6C6564676572
+_WRITE = "ledger_write"
+_RETRIES = 12
+
+
+def normalise_url(url: str) -> str:
+    """Validate a database URL and pick the psycopg 3 driver for plain ``postgresql://`` URLs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise InputError(f"malformed database URL {url!r}: expected sqlite:///PATH or postgresql://...") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise InputError(f"unsupported database {backend!r} in {url!r}: use sqlite or postgresql")
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite" and not parsed.database:
+        raise InputError("in-memory SQLite cannot hold a ledger: give sqlite:///PATH")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with the ledger's connection settings for its backend."""
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        mode = cursor.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode != "wal":
+            # a read-only database keeps its mode; writes will report the real problem
+            with contextlib.suppress(dbapi_connection.OperationalError):
+                cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def describe(exc: SQLAlchemyError) -> str:
+    """A one-line description of a database error for a person."""
+    original = getattr(exc, "orig", None)
+    message = str(original if original is not None else exc).strip().splitlines()
+    return message[0] if message else type(exc).__name__
+
+
+def _retryable(exc: DBAPIError) -> bool:
+    message = describe(exc).lower()
+    if "locked" in message or "busy" in message:
+        return True
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return code in ("40001", "40P01")
+
+
+class Store:
+    """One database holding one ledger."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Open (but do not migrate) the database at ``url``."""
+        return cls(make_engine(url))
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction."""
+        try:
+            with self.engine.connect() as connection, connection.begin():
+                yield connection
+        except OperationalError as exc:
+            raise StorageError(f"database error: {describe(exc)}") from exc
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in a serialised write transaction, retrying busy or serialisation failures.
+
+        ``work`` must be safe to run again: the transaction it ran in was rolled back.
+        """
+        for attempt in range(_RETRIES):
+            try:
+                with self.engine.connect() as raw:
+                    connection = raw.execution_options(**{_WRITE: True})
+                    with connection.begin():
+                        if self.dialect == "postgresql":
+                            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                        return work(connection)
+            except IntegrityError:
+                raise
+            except (OperationalError, DBAPIError) as exc:
+                if not _retryable(exc) or attempt == _RETRIES - 1:
+                    raise StorageError(f"database write failed: {describe(exc)}") from exc
+                time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- block rows ---------------------------------------------------------------------------
+
+    @staticmethod
+    def head(connection: Connection) -> Block | None:
+        """The block with the greatest height, or None for an empty ledger."""
+        row = connection.execute(select(*_COLUMNS).order_by(_TABLE.c.height.desc()).limit(1)).first()
+        return _to_block(row) if row is not None else None
+
+    @staticmethod
+    def block_at(connection: Connection, height: int) -> Block | None:
+        """The block at ``height``, if any."""
+        row = connection.execute(select(*_COLUMNS).where(_TABLE.c.height == height)).first()
+        return _to_block(row) if row is not None else None
+
+    @staticmethod
+    def blocks(connection: Connection, start: int = 0, end: int | None = None, *, batch: int = 5000) -> Iterator[Block]:
+        """Blocks with start <= height < end in height order, fetched in batches (constant memory)."""
+        query = select(*_COLUMNS).where(_TABLE.c.height >= start).order_by(_TABLE.c.height)
+        if end is not None:
+            query = query.where(_TABLE.c.height < end)
+        for row in connection.execution_options(yield_per=batch).execute(query):
+            yield _to_block(row)
+
+    @staticmethod
+    def blocks_of_kind(connection: Connection, kinds: Sequence[str]) -> Iterator[Block]:
+        """Blocks whose kind is one of ``kinds``, in height order."""
+        query = select(*_COLUMNS).where(_TABLE.c.kind.in_(kinds)).order_by(_TABLE.c.height)
+        for row in connection.execute(query):
+            yield _to_block(row)
+
+    @staticmethod
+    def insert_block(connection: Connection, block: Block) -> None:
+        """Insert one sealed block."""
+        connection.execute(_TABLE.insert(), [_row_values(block)])
+
+    @staticmethod
+    def insert_nodes(connection: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Persist completed Merkle subtree hashes."""
+        if nodes:
+            connection.execute(
+                _NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            )
+
+    @staticmethod
+    def nodes(connection: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        """Fetch the Merkle nodes at ``keys`` in one query."""
+        if not keys:
+            return {}
+        table = _NODES
+        by_level: dict[int, list[int]] = {}
+        for level, idx in keys:
+            by_level.setdefault(level, []).append(idx)
+        found: dict[tuple[int, int], bytes] = {}
+        clause = or_(*(and_(table.c.level == lv, table.c.idx.in_(ix)) for lv, ix in by_level.items()))
+        for level, idx, digest in connection.execute(select(table.c.level, table.c.idx, table.c.hash).where(clause)):
+            found[(level, idx)] = bytes(digest)
+        return found
+
+    @staticmethod
+    def insert_version_index(connection: Connection, *, height: int, model: str, major: int, micro: int) -> None:
+        """Record (model, version) -> height; the UNIQUE constraint refuses a second block for one version."""
+        connection.execute(
+            _VERSIONS.insert(),
+            [{"height": height, "model": model, "major": major, "micro": micro}],
+        )
+
+    @staticmethod
+    def insert_checkpoint(connection: Connection, *, size: int, root: str, note: bytes, created: str) -> None:
+        """Store a signed checkpoint the ledger issued."""
+        connection.execute(
+            _CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}]
+        )
+
+
+def _row_values(block: Block) -> dict[str, Any]:
+    return {
+        "height": block.height,
+        "format": block.format,
+        "prev_hash": block.prev_hash,
+        "timestamp": block.timestamp,
+        "kind": block.kind,
+        "payload": block.payload,
+        "payload_hash": block.payload_hash,
+        "key_id": block.key_id,
+        "block_hash": block.block_hash,
+        "signature": block.signature,
+    }
+
+
+def _to_block(row: Sequence[Any]) -> Block:
+    return Block(
+        format=row[0],
+        height=row[1],
+        prev_hash=row[2],
+        timestamp=row[3],
+        kind=row[4],
+        payload=bytes(row[5]),
+        payload_hash=row[6],
+        key_id=row[7],
+        block_hash=row[8],
+        signature=bytes(row[9]),
+    )

@@ -1,0 +1,156 @@
+"""Strict JSON input: one parser for every JSON document the ledger accepts from outside."""
+
+from __future__ import annotations
+
+import json
+import math
+import stat
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ledger.errors import FileInputError, JSONInputError
+
+DEFAULT_MAX_BYTES = 1 << 20
+"""Largest JSON document accepted (1 MiB); metadata files are ~1-2 KB."""
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays/objects accepted; deeper documents are refused, never a RecursionError."""
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+_NON_FINITE = ("NaN", "Infinity", "-Infinity")
+
+
+def _one_line(text: str, limit: int = 120) -> str:
+    """Quote ``text`` as one printable line, shortened, so messages stay one line."""
+    quoted = json.dumps(text, ensure_ascii=True)
+    return quoted if len(quoted) <= limit else quoted[: limit - 4] + '..."'
+
+
+def _refuse(what: str, reason: str) -> NoReturn:
+    raise JSONInputError(f"{_one_line(what)[1:-1]}: {reason}")
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build an object, refusing a key seen twice (json keeps the last one silently)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise JSONInputError(f"duplicate key {_one_line(key)}")
+        result[key] = value
+    return result
+
+
+def _parse_constant(token: str) -> NoReturn:
+    raise JSONInputError(f"{token} is not a JSON number")
+
+
+def _parse_float(token: str) -> float:
+    """Parse a float, refusing numbers that overflow to infinity (``1e400``)."""
+    value = float(token)
+    if not math.isfinite(value):
+        raise JSONInputError(f"number {token[:40]} is out of range")
+    return value
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def _check_tree(root: Any) -> None:
+    """Refuse over-deep nesting and lone surrogates (not I-JSON, not encodable as UTF-8)."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            if depth > MAX_DEPTH:
+                raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels")
+            for key, value in node.items():
+                if _has_lone_surrogate(key):
+                    raise JSONInputError(f"key {_one_line(key)} contains an unpaired surrogate escape")
+                stack.append((value, depth + 1))
+        elif isinstance(node, list):
+            if depth > MAX_DEPTH:
+                raise JSONInputError(f"nested deeper than {MAX_DEPTH} levels")
+            stack.extend((value, depth + 1) for value in node)
+        elif isinstance(node, str) and _has_lone_surrogate(node):
+            raise JSONInputError(f"string {_one_line(node)} contains an unpaired surrogate escape")
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def load_object(data: bytes, *, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """Parse ``data`` as one JSON object, refusing anything ambiguous so the ledger never guesses.
+
+    Refused (JSONInputError, one line starting with ``what``): more than ``max_bytes``, a UTF-8 BOM,
+    invalid UTF-8, invalid JSON (with line:col), duplicate keys at any depth, NaN/Infinity tokens or
+    numbers overflowing to infinity, unpaired surrogate escapes, nesting deeper than MAX_DEPTH, and a
+    top level that is not an object.
+    """
+    if len(data) > max_bytes:
+        _refuse(what, f"is {len(data)} bytes, larger than the limit of {max_bytes} bytes")
+    if data.startswith(_UTF8_BOM):
+        _refuse(what, "starts with a UTF-8 byte order mark (BOM); save it as UTF-8 without BOM")
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        _refuse(what, f"is not UTF-8 (invalid byte at offset {exc.start})")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs_hook,
+            parse_constant=_parse_constant,
+            parse_float=_parse_float,
+        )
+        _check_tree(value)
+    except JSONInputError as exc:  # raised by the hooks above without the document's name
+        _refuse(what, str(exc))
+    except json.JSONDecodeError as exc:
+        _refuse(what, f"invalid JSON at line {exc.lineno}:{exc.colno}: {exc.msg}")
+    except RecursionError:
+        _refuse(what, f"nested deeper than {MAX_DEPTH} levels")
+    except ValueError as exc:  # e.g. an integer literal longer than Python's 4300-digit limit
+        _refuse(what, f"invalid JSON number: {_one_line(str(exc), 80)}")
+    if not isinstance(value, dict):
+        _refuse(what, f"top level must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def read_object(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+    """Read and strictly parse the JSON object in ``path``; huge files are refused before reading.
+
+    FileInputError: missing, a directory, not a regular file, empty or unreadable.
+    JSONInputError: everything ``load_object`` refuses.
+    """
+    name = str(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileInputError(f"{_one_line(name)[1:-1]}: no such file") from None
+    except OSError as exc:
+        raise FileInputError(f"{_one_line(name)[1:-1]}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FileInputError(f"{_one_line(name)[1:-1]}: is a directory, expected a JSON file")
+    if not stat.S_ISREG(info.st_mode):
+        raise FileInputError(f"{_one_line(name)[1:-1]}: not a regular file")
+    if info.st_size == 0:
+        raise FileInputError(f"{_one_line(name)[1:-1]}: is empty")
+    if info.st_size > max_bytes:
+        _refuse(name, f"is {info.st_size} bytes, larger than the limit of {max_bytes} bytes")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)  # +1: a file that grew after stat is still refused
+    except OSError as exc:
+        raise FileInputError(f"{_one_line(name)[1:-1]}: cannot read: {exc.strerror or exc}") from None
+    if not data:
+        raise FileInputError(f"{_one_line(name)[1:-1]}: is empty")
+    return load_object(data, what=name, max_bytes=max_bytes)
