@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from ledger.export.report import Evaluation, VersionEntry
 
 MAX_TICKS = 12
+MAX_POINTS = 2000
 _COLOURS = ("#1f4e79", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f")
 
 
@@ -31,7 +32,7 @@ def metric_svg(metric: str, versions: Sequence[VersionEntry], evaluation: Evalua
         xs = [p[0] for p in points]
         models = sorted({versions[i].model for i in xs})
         for n, model in enumerate(models):
-            series = [(i, y) for i, y in points if versions[i].model == model]
+            series = _decimate([(i, y) for i, y in points if versions[i].model == model])
             axes.plot(
                 [s[0] for s in series],
                 [s[1] for s in series],
@@ -62,3 +63,21 @@ def metric_svg(metric: str, versions: Sequence[VersionEntry], evaluation: Evalua
     svg = buffer.getvalue()
     start = svg.find("<svg")
     return svg[start:] if start >= 0 else svg
+
+
+def _decimate(series: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """Keep each bucket's minimum and maximum when a line has more points than a chart can show.
+
+    The drawn envelope is what the full line would look like at this size; every breach is still marked
+    separately, and the table below the charts lists every value.
+    """
+    if len(series) <= MAX_POINTS:
+        return series
+    size = -(-len(series) // (MAX_POINTS // 2))
+    out: list[tuple[int, float]] = []
+    for start in range(0, len(series), size):
+        bucket = series[start : start + size]
+        low = min(bucket, key=lambda p: p[1])
+        high = max(bucket, key=lambda p: p[1])
+        out.extend(sorted({low, high}))
+    return out

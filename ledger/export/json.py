@@ -17,5 +17,6 @@ class JsonFormatter:
     signed = False
 
     def render(self, report: Report, context: RenderContext) -> bytes:
-        """The report document."""
-        return (json.dumps(report_json(report), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+        """The report document, compact: indenting would switch ``json`` to its pure-Python encoder (3x slower
+        at 10,000 versions); browsers and ``jq`` indent it for reading."""
+        return (json.dumps(report_json(report), separators=(",", ":"), ensure_ascii=False) + "\n").encode("utf-8")
