@@ -46,7 +46,7 @@ nav ol { columns: 2; color: var(--muted); }
   body { margin: 0; max-width: none; padding: 0; font-size: 9pt; }
   table { font-size: 7pt; }
   h2 { break-after: avoid; }
-  tr, .chart { break-inside: avoid; }
+  tr, .chart, #signoff { break-inside: avoid; }
   nav { display: none; }
 }
 @page { size: A4 landscape; margin: 12mm 12mm 14mm;
