@@ -19,6 +19,7 @@ from ledger.findings import Finding, FindingClass
 from ledger.fsutil import display_path, resolve_recorded
 from ledger.hashing import FileDigest, hash_file
 from ledger.lifecycle import BACKUP, BackupFile, BackupRecord, LifecycleState, indexed_versions, read_state
+from ledger.manifest import Manifest
 from ledger.metadata import differs_from_committed
 from ledger.remote import Location, RemoteStore, parse_location
 from ledger.strictjson import read_object
@@ -166,10 +167,10 @@ def plan_files(payload: dict[str, Any], *, models_dir: Path, adapters_dir: Path)
     adapter = payload.get("adapter")
     if isinstance(adapter, dict):
         root = str(adapter["path"])
-        for entry in adapter["manifest"]["entries"]:
-            path = f"{root}/{entry['path']}"
+        for entry in Manifest.from_json(adapter["manifest"]).entries:
+            path = f"{root}/{entry.path}"
             local = _existing(resolve_recorded(adapters_dir, path), "adapter file")
-            expected = FileDigest(int(entry["size"]), str(entry["sha256"]), str(entry["blake3"]))
+            expected = FileDigest(entry.size, entry.sha256, entry.blake3)
             planned.append(PlannedFile("adapter", path, local, remote_name(payload, "adapter", path), expected))
     return planned
 

@@ -269,8 +269,12 @@ def _gcs(options: RemoteOptions) -> Any:
     if token not in ("google_default", "cloud", "anon") and not Path(token).is_file():
         raise RemoteStoreError(f"GCS credentials file {token!r} does not exist (LEDGER_GCS_TOKEN)")
     import gcsfs
+    from google.auth.exceptions import GoogleAuthError
 
-    return gcsfs.GCSFileSystem(project=options.gcs_project, token=token, skip_instance_cache=True)
+    try:
+        return gcsfs.GCSFileSystem(project=options.gcs_project, token=token, skip_instance_cache=True)
+    except (GoogleAuthError, KeyError, ValueError, OSError) as exc:
+        raise RemoteStoreError(f"GCS credentials {token!r} are not usable (LEDGER_GCS_TOKEN): {exc}") from None
 
 
 def _callback(progress: Progress | None) -> Any:

@@ -19,6 +19,7 @@ from ledger.errors import NotFoundError, RemoteCopyError, StorageError
 from ledger.fsutil import display_path, fsync_dir, os_reason, resolve_recorded
 from ledger.hashing import FileDigest, HashingWriter
 from ledger.lifecycle import RESTORE, BackupFile, BackupRecord, read_state, verify_blocks
+from ledger.manifest import Manifest
 from ledger.metadata import differs_from_committed
 from ledger.remote import Location, RemoteStore, parse_location
 from ledger.strictjson import read_object
@@ -132,10 +133,8 @@ def _expected(payload: dict[str, Any], record: BackupRecord) -> dict[str, FileDi
         chain[str(weights["path"])] = FileDigest(int(weights["size"]), str(weights["sha256"]), str(weights["blake3"]))
     adapter = payload.get("adapter")
     if isinstance(adapter, dict):
-        for entry in adapter["manifest"]["entries"]:
-            chain[f"{adapter['path']}/{entry['path']}"] = FileDigest(
-                int(entry["size"]), str(entry["sha256"]), str(entry["blake3"])
-            )
+        for item in Manifest.from_json(adapter["manifest"]).entries:
+            chain[f"{adapter['path']}/{item.path}"] = FileDigest(item.size, item.sha256, item.blake3)
     out = {}
     for entry in record.files:
         recorded = FileDigest(entry.size, entry.sha256, entry.blake3)
