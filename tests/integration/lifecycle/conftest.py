@@ -8,8 +8,11 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.conftest import Workspace
 
 S3_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -38,6 +41,21 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Workspace:
+    """An initialised workspace on SQLite only, for CLI subprocess tests (the library tests cover both backends)."""
+    from ledger.api import Ledger
+    from ledger.signing import SigningKey, write_key_file
+
+    models, adapters, key = tmp_path / "models", tmp_path / "lora_adapters", tmp_path / "key.pem"
+    models.mkdir()
+    adapters.mkdir()
+    write_key_file(key, SigningKey.generate(), None)
+    ws = Workspace(tmp_path, models, adapters, key, f"sqlite:///{tmp_path / 'ledger.db'}")
+    Ledger.create(ws.db_url, models_dir=models, key=key, adapters_dir=adapters)
+    return ws
 
 
 @pytest.fixture
