@@ -139,7 +139,9 @@ def synthetic_chain(db_url: str, models_dir: Path, versions: int, *, backed_up_e
                 "weights": {"path": f"{name}.pth", "size": 1, "sha256": "0" * 64, "blake3": "0" * 64},
                 "metadata": {"path": f"{name}.json", "content": _metadata(name)},
             }
-            blocks = [("version", payload, IndexEntry(MODEL, major, micro))]
+            blocks: list[tuple[str, dict[str, Any], IndexEntry | None]] = [
+                ("version", payload, IndexEntry(MODEL, major, micro))
+            ]
             if index % backed_up_every == 0:
                 files = [
                     {"role": r, "path": p, "remote": f"s3://b/{p}", "size": 1, "sha256": "0" * 64, "blake3": "0" * 64}
@@ -203,5 +205,5 @@ def _metadata(name: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(bench_prune_dry_run())  # noqa: T201
-    print(bench_backup_s3(int(sys.argv[1]) if len(sys.argv) > 1 else 2 << 30))  # noqa: T201
+    print(bench_prune_dry_run())
+    print(bench_backup_s3(int(sys.argv[1]) if len(sys.argv) > 1 else 2 << 30))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ledger.errors import FileInputError, InputError, RemoteCopyError
+from ledger.errors import FileInputError, InputError, NotFoundError, RemoteCopyError
 from ledger.findings import Finding, FindingClass
 from ledger.fsutil import display_path, resolve_recorded
 from ledger.hashing import FileDigest, hash_file
@@ -89,7 +89,12 @@ def backup(
     """Back up the given versions (default: every version) to ``store``, verifying before recording."""
     state = read_state(ledger)
     if versions:
-        names = [str(ledger.find(ref, model=model).data()["name"]) for ref in versions]
+        names = []
+        for ref in versions:
+            block = ledger.find(ref, model=model)
+            if block.kind != "version":
+                raise NotFoundError(f"block {block.height} is a {block.kind} block, not a version")
+            names.append(str(block.data()["name"]))
     else:
         names = [v.name for v in indexed_versions(ledger) if model is None or v.model == model]
     outcomes = []

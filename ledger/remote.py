@@ -121,7 +121,14 @@ class RemoteStore:
         with self._translating("upload", relative):
             if self.location.scheme in ("file", "memory"):
                 self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
-            self._put_file(local, path, progress)
+            try:
+                self._put_file(local, path, progress)
+            except FileNotFoundError:
+                if not local.is_file():
+                    raise
+                raise RemoteStoreError(
+                    f"cannot upload {self.location.url_of(relative)}: the bucket or directory does not exist"
+                ) from None
             self._forget(path)
 
     def _put_file(self, local: Path, path: str, progress: Progress | None) -> None:

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any
 from ledger.config import RetentionPolicy
 from ledger.errors import PruneRefusedError, StorageError
 from ledger.fsutil import display_path, os_reason, resolve_recorded
-from ledger.lifecycle import PRUNE, BackupRecord, IndexedVersion, LifecycleState, indexed_versions, read_state
+from ledger.lifecycle import (
+    PRUNE,
+    BackupRecord,
+    IndexedVersion,
+    LifecycleState,
+    indexed_versions,
+    read_state,
+    verify_blocks,
+)
 
 if TYPE_CHECKING:
     from ledger.api import Ledger
@@ -123,8 +131,6 @@ class PruneResult:
 
 def prune(ledger: Ledger, policy_for: PolicyFor, *, dry_run: bool, only_backed_up: bool = False) -> PruneResult:
     """Plan and (unless ``dry_run``) prune; refuses with the list when versions lack a backup."""
-    from ledger.lifecycle import verify_blocks
-
     state = read_state(ledger)
     decided = plan(indexed_versions(ledger), state, policy_for)
     if dry_run:
@@ -136,23 +142,25 @@ def prune(ledger: Ledger, policy_for: PolicyFor, *, dry_run: bool, only_backed_u
             "nothing was removed. Run `ledger backup` first, or `ledger prune --only-backed-up` to prune the rest",
             decided.unbacked,
         )
+    verify_blocks(ledger, *(ledger.block(item.backup.height) for item in decided.prune))
     done = []
     for item in decided.prune:
-        verify_blocks(ledger, ledger.block(item.backup.height))
-        removed = _remove(ledger, item)
-        if not removed:
-            continue
-        block = ledger.append_event(
-            PRUNE,
-            {
-                "version": item.version,
-                "files": list(removed),
-                "backup_height": item.backup.height,
-                "location": item.backup.location,
-                "policy": item.policy.to_json(),
-            },
-        )
-        done.append((item.version, block.height, removed))
+        removed: list[str] = []
+        try:
+            _remove(ledger, item, removed)
+        finally:
+            if removed:  # also when a removal failed part-way: record what is gone
+                block = ledger.append_event(
+                    PRUNE,
+                    {
+                        "version": item.version,
+                        "files": removed,
+                        "backup_height": item.backup.height,
+                        "location": item.backup.location,
+                        "policy": item.policy.to_json(),
+                    },
+                )
+                done.append((item.version, block.height, tuple(removed)))
     return PruneResult(decided, False, tuple(done))
 
 
@@ -160,7 +168,7 @@ def _root(ledger: Ledger, role: str) -> Path:
     return ledger.adapters_dir if role == "adapter" else ledger.models_dir
 
 
-def _remove(ledger: Ledger, item: PruneItem) -> tuple[str, ...]:
+def _remove(ledger: Ledger, item: PruneItem, removed: list[str]) -> None:
     """Remove the local files the backup covers; a file whose size differs from the backup stays (and stops
     the version) because the backup would not restore it."""
     targets = []
@@ -177,7 +185,6 @@ def _remove(ledger: Ledger, item: PruneItem) -> tuple[str, ...]:
                 f"{display_path(path)} has {size} bytes but its backup has {entry.size}: {item.version} not pruned"
             )
         targets.append((entry, path))
-    removed = []
     for entry, path in targets:
         try:
             path.unlink()
@@ -185,7 +192,6 @@ def _remove(ledger: Ledger, item: PruneItem) -> tuple[str, ...]:
             raise StorageError(f"cannot remove {display_path(path)}: {os_reason(exc)}") from None
         removed.append(entry.path)
     _remove_empty_adapter_dirs(ledger, item)
-    return tuple(removed)
 
 
 def _remove_empty_adapter_dirs(ledger: Ledger, item: PruneItem) -> None:

@@ -175,3 +175,27 @@ def test_cli_s3_backup_via_endpoint_setting(sqlite_ws: Workspace, s3_bucket: str
     assert "looked at 2 backup object(s)" in audit.stdout
     refused = sqlite_ws.cli("audit", "--remote=deep")
     assert refused.returncode == 2
+
+
+def test_prune_failing_part_way_records_what_was_removed(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from ledger.errors import StorageError
+
+    ledger = record(ledger_ws, "1.0", "2.0")
+    backup(ledger, open_store(memory_location(), RemoteOptions()))
+    real_unlink = Path.unlink
+
+    def flaky(self: Path, missing_ok: bool = False) -> None:
+        if self.suffix == ".json":
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", flaky)
+    with pytest.raises(StorageError, match="read-only file system"):
+        prune(ledger, KEEP_ONE_MAJOR, dry_run=False)
+    monkeypatch.undo()
+    (block,) = payloads(ledger, "prune")
+    assert block["files"] == [f"{name('1.0')}.pth"]
+    assert (ledger_ws.models / f"{name('1.0')}.json").exists()
+    assert ledger.audit(files=FilesMode.FULL).clean
