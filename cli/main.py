@@ -23,6 +23,13 @@ if TYPE_CHECKING:
 class LedgerGroup(TyperGroup):
     """Top-level group: turns library errors into a one-line message and the mapped exit code."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Let ``audit --remote`` stand alone as ``--remote=size`` (``--remote=full`` re-hashes)."""
+        if "audit" in args:
+            start = args.index("audit")
+            args = args[:start] + ["--remote=size" if a == "--remote" else a for a in args[start:]]
+        return list(super().parse_args(ctx, args))
+
     def invoke(self, ctx: Any) -> Any:
         """Run the command; ``--debug`` lets the traceback through."""
         try:
@@ -177,6 +184,10 @@ def append(
 def audit(
     ctx: typer.Context,
     files: Annotated[str, typer.Option(help="File check: full (re-hash), quick (size+mtime) or none.")] = "quick",
+    remote: Annotated[
+        str | None,
+        typer.Option("--remote", metavar="[=full]", help="Check recorded backups: --remote (size), --remote=full."),
+    ] = None,
 ) -> None:
     """Verify every block, the database guards and the files; exit 1 on findings."""
     from cli import render
@@ -187,7 +198,12 @@ def audit(
         mode = FilesMode(files)
     except ValueError:
         fail(f"--files must be full, quick or none, not {files!r}", EXIT_INPUT)
-    report = open_ledger(settings).audit(files=mode)
+    ledger = open_ledger(settings)
+    report = ledger.audit(files=mode)
+    if remote is not None:
+        from cli.lifecycle import audit_remote
+
+        report = audit_remote(settings, ledger, report, remote)
     emit(settings, report.to_json(), render.audit_text(report))
     if not report.clean:
         raise typer.Exit(EXIT_FINDINGS)
@@ -281,3 +297,4 @@ def run() -> None:
 
 
 from cli import export as _export  # noqa: E402,F401  (registers commands)
+from cli import lifecycle as _lifecycle  # noqa: E402,F401  (registers commands)

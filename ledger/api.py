@@ -239,6 +239,11 @@ class Ledger:
             files_mode=files,
             files_checked=checked,
             notes=tuple(notes),
+            pruned=tuple(
+                (state.name, str(state.pruned.get("location")))
+                for state in scan.versions.values()
+                if state.pruned is not None
+            ),
         )
 
     # --- writing ------------------------------------------------------------------------------
