@@ -172,7 +172,9 @@ class Store:
         query = select(*_COLUMNS).where(_TABLE.c.height >= start).order_by(_TABLE.c.height)
         if end is not None:
             query = query.where(_TABLE.c.height < end)
-        for row in connection.execution_options(yield_per=batch).execute(query):
+        # per-statement options: Connection.execution_options() would switch the whole connection (and any
+        # later statement in its transaction, DDL included) to server-side cursors
+        for row in connection.execute(query, execution_options={"yield_per": batch}):
             yield _to_block(row)
 
     @staticmethod
@@ -191,9 +193,7 @@ class Store:
     def insert_nodes(connection: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Persist completed Merkle subtree hashes."""
         if nodes:
-            connection.execute(
-                _NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-            )
+            connection.execute(_NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
 
     @staticmethod
     def nodes(connection: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -221,9 +221,7 @@ class Store:
     @staticmethod
     def insert_checkpoint(connection: Connection, *, size: int, root: str, note: bytes, created: str) -> None:
         """Store a signed checkpoint the ledger issued."""
-        connection.execute(
-            _CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}]
-        )
+        connection.execute(_CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}])
 
 
 def _row_values(block: Block) -> dict[str, Any]:
