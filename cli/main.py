@@ -6,6 +6,7 @@ Library modules are imported inside the commands so that ``ledger --help`` start
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -29,6 +30,35 @@ class LedgerGroup(TyperGroup):
             start = args.index("audit")
             args = args[:start] + ["--remote=size" if a == "--remote" else a for a in args[start:]]
         return list(super().parse_args(ctx, args))
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the CLI; usage errors become one line on stderr and exit 2 (not a multi-line box)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **kwargs)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **kwargs)
+        except NoArgsIsHelpError as error:
+            error.show()
+            raise SystemExit(error.exit_code) from None
+        except ClickException as error:
+            hint = ""
+            if isinstance(error, UsageError) and error.ctx is not None:
+                hint = f" (see '{error.ctx.command_path} --help')"
+            typer.echo(f"ledger: error: {one_line(error.format_message())}{hint}", err=True)
+            raise SystemExit(error.exit_code) from None
+        except typer.Abort:
+            typer.echo("ledger: error: aborted", err=True)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; ``--debug`` lets the traceback through."""
@@ -298,3 +328,4 @@ def run() -> None:
 
 from cli import export as _export  # noqa: E402,F401  (registers commands)
 from cli import lifecycle as _lifecycle  # noqa: E402,F401  (registers commands)
+from cli import security as _security  # noqa: E402,F401  (registers commands)

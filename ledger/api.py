@@ -28,9 +28,10 @@ from ledger.audit import (
     stage_warnings,
 )
 from ledger.block import GENESIS_PREV_HASH, Block, seal
-from ledger.canonical import decode
+from ledger.canonical import canonical, decode
 from ledger.chain import GENESIS
 from ledger.errors import AlreadyExistsError, KeyFileError, NotFoundError, StorageError, VersionOrderError
+from ledger.faults import crash_point
 from ledger.fsutil import write_atomic
 from ledger.recording import PreparedVersion, prepare_version
 from ledger.signing import SigningKey, load_key_file
@@ -282,17 +283,34 @@ class Ledger:
             data=data,
             progress=progress,
         )
+        crash_point("append:hashed")
         return self.commit_version(prepared)
 
     def commit_version(self, prepared: PreparedVersion) -> Block:
-        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON."""
+        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON.
+
+        Re-running an append whose block was committed but whose metadata write-back was cut off (a crash, a
+        full disk) finds the identical block and only finishes the write-back, so running it again succeeds.
+        """
         self.key  # fail before anything else when there is no key  # noqa: B018
-        block = self._commit(VERSION, lambda connection, _head: _version_payload(connection, prepared))
+        block = self._recorded_identically(prepared)
+        if block is None:
+            block = self._commit(VERSION, lambda connection, _head: _version_payload(connection, prepared))
+        crash_point("commit:done")
         referenced = metadata_rules.with_block_reference(
             prepared.metadata, height=block.height, block_hash=block.block_hash
         )
         write_atomic(prepared.metadata_path, _pretty_json(referenced))
         return block
+
+    def _recorded_identically(self, prepared: PreparedVersion) -> Block | None:
+        """The block already recording exactly this version (same files, digests and metadata), if any."""
+        try:
+            block = self.version_block(prepared.name.slug, prepared.name.version)
+        except NotFoundError:
+            return None
+        recorded = {k: v for k, v in decode(block.payload).items() if k != "parent"}
+        return block if recorded == decode(canonical(prepared.body)) else None
 
     def next_version(self, model: str, *, major: bool) -> VersionId:
         """The version number the next major or micro save of ``model`` gets."""
@@ -319,6 +337,7 @@ class Ledger:
                 key=key,
             )
             _store_block(connection, block, index)
+            crash_point("commit:inserted")
             return block
 
         try:
