@@ -30,6 +30,7 @@ class LedgerGroup(TyperGroup):
             start = args.index("audit")
             args = args[:start] + ["--remote=size" if a == "--remote" else a for a in args[start:]]
         return list(super().parse_args(ctx, args))
+
     def main(
         self,
         args: Sequence[str] | None = None,
