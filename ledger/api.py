@@ -7,7 +7,7 @@ its payload against it, seals and signs the block, and stores it with its Merkle
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -279,15 +279,54 @@ class Ledger:
         )
         return self.commit_version(prepared)
 
-    def commit_version(self, prepared: PreparedVersion) -> Block:
-        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON."""
+    def commit_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
+        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON.
+
+        ``place`` (used by ``save_version``) runs under the write lock once the order check has passed, to move
+        the files into their ledgered names; it must be safe to run again (a busy database retries the build).
+        """
         self.key  # fail before anything else when there is no key  # noqa: B018
-        block = self._commit(VERSION, lambda connection, _head: _version_payload(connection, prepared))
+
+        def build(connection: Connection, _head: Block) -> tuple[dict[str, Any], IndexEntry]:
+            payload = _version_payload(connection, prepared)
+            if place is not None:
+                place()
+            return payload
+
+        block = self._commit(VERSION, build)
         referenced = metadata_rules.with_block_reference(
             prepared.metadata, height=block.height, block_hash=block.block_hash
         )
         write_atomic(prepared.metadata_path, _pretty_json(referenced))
         return block
+
+    def save_version(
+        self,
+        obj: Any,
+        metadata: Mapping[str, Any],
+        *,
+        kind: str = "micro",
+        stage: int | None = None,
+        question: str | None = None,
+        adapter_dir: Path | None = None,
+        data: Path | None = None,
+    ) -> Block:
+        """Save a torch state dict (or module) as the model's next major or micro version and record it.
+
+        See ``ledger.saving.save_version``: weights are hashed while ``torch.save`` streams them out, and no file
+        is left under a ledgered name unless the block commits.
+        """
+        from ledger.saving import save_version
+
+        return save_version(
+            self, obj, metadata, kind=kind, stage=stage, question=question, adapter_dir=adapter_dir, data=data
+        )
+
+    def last_version(self, model: str) -> VersionRecord | None:
+        """The latest version of ``model`` (id, stage, question), or None when it has none."""
+        with self.store.reading() as connection:
+            last = _last_version(connection, model)
+        return None if last is None else last[0]
 
     def next_version(self, model: str, *, major: bool) -> VersionId:
         """The version number the next major or micro save of ``model`` gets."""
