@@ -278,3 +278,6 @@ def keys_show(ctx: typer.Context) -> None:
 def run() -> None:
     """Console-script entry point (Typer's standalone mode: usage errors exit 2)."""
     app()
+
+
+from cli import versions as _versions  # noqa: E402,F401  (registers commands)
