@@ -80,7 +80,7 @@ def _row(state: VersionState, problems: list[tuple[FindingClass, str]]) -> Versi
     weights: dict[str, Any] | None = payload["weights"] if isinstance(payload.get("weights"), dict) else None
     adapter: dict[str, Any] | None = payload["adapter"] if isinstance(payload.get("adapter"), dict) else None
     content = (payload.get("metadata") or {}).get("content") or {}
-    metrics = content.get("metrics") if isinstance(content.get("metrics"), dict) else {}
+    metrics: dict[str, Any] = content["metrics"] if isinstance(content.get("metrics"), dict) else {}
     if not problems:
         status = PRESENT
     elif any(kind is FindingClass.FILE_MISSING for kind, _ in problems):
