@@ -236,13 +236,14 @@ class _Files:
         self.created.append(path)
         try:
             with open(fd, "wb", buffering=_WRITE_BUFFER) as raw, HashingWriter(raw) as writer:
-                torch.save(state, writer)  # type: ignore[arg-type]  # a write-only binary stream is enough
+                try:
+                    torch.save(state, writer)  # type: ignore[arg-type]  # a write-only binary stream is enough
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:  # what pickle raises for objects
+                    raise InputError(f"cannot serialise the state dict: {' '.join(str(exc).split())}") from None
                 digest = writer.finish()
                 os.fsync(raw.fileno())
         except OSError as exc:
             raise StorageError(f"cannot write {display_path(path)}: {os_reason(exc)}") from None
-        except (pickle.PicklingError, TypeError) as exc:
-            raise InputError(f"cannot serialise the state dict: {' '.join(str(exc).split())}") from None
         except RuntimeError as exc:  # torch's writer wraps I/O errors of the stream it writes to
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StorageError(f"torch.save failed writing {display_path(path)}: {first}") from None
