@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             last = ledger.last_version(SLUG)
             latest = f"latest {SLUG}-{last.version.tag}" if last else "no demo versions yet"
             print(
-                f"continuing the demo ledger {db} (head {ledger.head().height}, {latest}): next major, then two questions"
+                f"continuing the demo ledger {db} (head {ledger.head().height}, {latest}): "
+                "next major, then two questions"
             )
         else:
             if not key.exists():
