@@ -280,7 +280,13 @@ class Ledger:
         return self.commit_version(prepared)
 
     def commit_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
-        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON.
+        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON."""
+        block = self.record_version(prepared, place=place)
+        self.write_block_reference(prepared, block)
+        return block
+
+    def record_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
+        """Commit a prepared version's block; the order and stage rules are checked under the write lock.
 
         ``place`` (used by ``save_version``) runs under the write lock once the order check has passed, to move
         the files into their ledgered names; it must be safe to run again (a busy database retries the build).
@@ -293,12 +299,14 @@ class Ledger:
                 place()
             return payload
 
-        block = self._commit(VERSION, build)
+        return self._commit(VERSION, build)
+
+    def write_block_reference(self, prepared: PreparedVersion, block: Block) -> None:
+        """Rewrite the metadata file atomically with ``ledger_block_id`` / ``ledger_block_hash`` of its block."""
         referenced = metadata_rules.with_block_reference(
             prepared.metadata, height=block.height, block_hash=block.block_hash
         )
         write_atomic(prepared.metadata_path, _pretty_json(referenced))
-        return block
 
     def save_version(
         self,

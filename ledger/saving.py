@@ -120,13 +120,14 @@ def save_version(
             adapter=adapter_record,
         )
         prepared = PreparedVersion(name, stage, question, files.metadata, committed, body)
-        block = ledger.commit_version(prepared, place=files.place)
+        block = ledger.record_version(prepared, place=files.place)
         committed_ok = True
     finally:
         if committed_ok:
             files.forget_temporaries()
         else:
             files.discard()
+    ledger.write_block_reference(prepared, block)  # the block is committed: its files stay whatever happens here
     return block
 
 

@@ -217,3 +217,20 @@ def test_two_writers_same_version(ledger_ws: Workspace, monkeypatch: pytest.Monk
     assert hashlib.sha256(path.read_bytes()).hexdigest() == winner["weights"]["sha256"]
     assert not [p for p in ledger_ws.models.iterdir() if p.name.startswith(".")]
     assert open_ledger(ledger_ws).audit(files=FilesMode.FULL).findings == ()
+
+
+def test_block_reference_failure_keeps_committed_files(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the block commits its files are ledgered: a failing JSON rewrite afterwards must not remove them."""
+    import ledger.api as api
+
+    def full_disk(*_args: Any, **_kwargs: Any) -> None:
+        raise StorageError("no space left on device")
+
+    monkeypatch.setattr(api, "write_atomic", full_disk)
+    ledger = open_ledger(ledger_ws)
+    with pytest.raises(StorageError):
+        ledger.save_version({"w": torch.ones(3)}, meta(), kind="major")
+    assert ledger.head().height == 1
+    names = sorted(p.name for p in ledger_ws.models.iterdir())
+    assert names == ["oneseek-7b-zero-v1.0.json", "oneseek-7b-zero-v1.0.pth"]
+    assert ledger.audit(files=FilesMode.FULL).findings == ()  # the JSON equals the committed metadata
