@@ -234,3 +234,59 @@ def test_block_reference_failure_keeps_committed_files(ledger_ws: Workspace, mon
     names = sorted(p.name for p in ledger_ws.models.iterdir())
     assert names == ["oneseek-7b-zero-v1.0.json", "oneseek-7b-zero-v1.0.pth"]
     assert ledger.audit(files=FilesMode.FULL).findings == ()  # the JSON equals the committed metadata
+
+
+CRASHING_SAVE = """
+import os, signal, sys, json
+from pathlib import Path
+import torch
+from ledger import saving
+from ledger.api import Ledger
+
+original = saving.HashingWriter.write
+calls = [0]
+
+def dying(self, data):
+    calls[0] += 1
+    if calls[0] == 3:  # in the middle of torch.save: the process is killed, no cleanup runs
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, data)
+
+saving.HashingWriter.write = dying
+url, models, adapters, key, source, meta = sys.argv[1:]
+ledger = Ledger.open(url, models_dir=Path(models), key=Path(key), adapters_dir=Path(adapters))
+state = {f"t{i}": torch.ones(1 << 16) for i in range(4)}
+ledger.save_version(state, json.loads(meta), kind="major", adapter_dir=Path(source))
+"""
+
+
+def test_killed_save_leaves_no_ledgered_name(ledger_ws: Workspace) -> None:
+    """SIGKILL while torch.save streams: only hidden temporaries remain, the audit names them, a retry works."""
+    import subprocess
+    import sys
+
+    from ledger.findings import FindingClass
+    from tests.conftest import REPO
+
+    source = adapter_source(ledger_ws)
+    args = [ledger_ws.db_url, ledger_ws.models, ledger_ws.adapters, ledger_ws.key, source, json.dumps(meta())]
+    result = subprocess.run(
+        [sys.executable, "-c", CRASHING_SAVE, *map(str, args)],
+        env={**ledger_ws.env(), "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == -9, result.stderr
+    ledger = open_ledger(ledger_ws)
+    assert ledger.head().height == 0
+    visible = [p.name for root in (ledger_ws.models, ledger_ws.adapters) for p in root.iterdir()]
+    assert [name for name in visible if not name.startswith(".")] == []
+    leftovers = sorted(name for name in visible if name.startswith("."))
+    assert len(leftovers) == 2 and all(name.endswith(".tmp") for name in leftovers), leftovers
+    report = ledger.audit(files=FilesMode.QUICK)
+    assert sorted(f.path or "" for f in report.findings) == leftovers
+    assert {f.kind for f in report.findings} == {FindingClass.UNLEDGERED}
+
+    block = ledger.save_version({"w": torch.ones(3)}, meta(), kind="major", adapter_dir=source)
+    assert block.data()["name"] == "oneseek-7b-zero-v1.0"
