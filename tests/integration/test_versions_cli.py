@@ -525,3 +525,26 @@ def test_audit_adapter_directory_removed_or_symlinked(ledger_ws: Workspace) -> N
     shutil.rmtree(adapter)
     findings = ledger.audit(files=FilesMode.QUICK).findings
     assert [(f.kind, f.path) for f in findings] == [(FindingClass.FILE_MISSING, V10)]
+
+
+def test_inspect_safetensors(tmp_path: Path) -> None:
+    import struct
+
+    header = json.dumps(
+        {
+            "__metadata__": {"format": "pt"},
+            "a": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+            "b": {"dtype": "BF16", "shape": [4], "data_offsets": [24, 32]},
+        }
+    ).encode()
+    path = tmp_path / "m.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(32))
+    data = json.loads(cli_alone(tmp_path, "--json", "inspect", str(path)).stdout)
+    assert (data["tensors"], data["parameters"], data["bytes"]) == (2, 10, 32)
+    assert data["dtypes"] == {"bfloat16": 4, "float32": 6}
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(struct.pack("<Q", 1 << 40))
+    result = cli_alone(tmp_path, "inspect", str(broken))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    missing = cli_alone(tmp_path, "inspect", str(tmp_path / "nope.pth"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr, missing.stderr
