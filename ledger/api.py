@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -313,7 +313,7 @@ class Ledger:
         obj: Any,
         metadata: Mapping[str, Any],
         *,
-        kind: str = "micro",
+        kind: Literal["major", "micro"] = "micro",
         stage: int | None = None,
         question: str | None = None,
         adapter_dir: Path | None = None,

@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ledger import metadata as metadata_rules
 from ledger.errors import (
@@ -57,7 +57,7 @@ def save_version(
     obj: Any,
     metadata: Mapping[str, Any],
     *,
-    kind: str = "micro",
+    kind: Literal["major", "micro"] = "micro",
     stage: int | None = None,
     question: str | None = None,
     adapter_dir: Path | None = None,
