@@ -330,3 +330,4 @@ def run() -> None:
 from cli import export as _export  # noqa: E402,F401  (registers commands)
 from cli import lifecycle as _lifecycle  # noqa: E402,F401  (registers commands)
 from cli import security as _security  # noqa: E402,F401  (registers commands)
+from cli import versions as _versions  # noqa: E402,F401  (registers commands)

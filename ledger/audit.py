@@ -197,6 +197,7 @@ def check_files(
             checked += 1
             findings.extend(_check_adapter(state, adapter, adapters_dir, mode))
     findings.extend(_unledgered(models_dir, ledgered))
+    findings.extend(_adapter_leftovers(adapters_dir))
     return findings, checked
 
 
@@ -352,6 +353,21 @@ def _unledgered(models_dir: Path, ledgered: set[str]) -> list[Finding]:
         if (is_weight or is_temp) and name not in ledgered and entry.is_file(follow_symlinks=False):
             shown = display_path(name)
             out.append(Finding(None, None, FindingClass.UNLEDGERED, f"{shown} is not in the ledger", shown))
+    return out
+
+
+def _adapter_leftovers(adapters_dir: Path) -> list[Finding]:
+    """Hidden ``.<name>.<token>.tmp`` directories: adapters of a save that died before its block committed."""
+    out: list[Finding] = []
+    try:
+        entries = sorted(os.scandir(adapters_dir), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_dir(follow_symlinks=False):
+            shown = display_path(entry.name)
+            message = f"adapter directory {shown} is a leftover of an interrupted save, not in the ledger"
+            out.append(Finding(None, None, FindingClass.UNLEDGERED, message, shown))
     return out
 
 
