@@ -254,6 +254,10 @@ class Ledger:
             raise KeyFileError("this command signs blocks: give --key PATH or set LEDGER_KEY")
         return self._key
 
+    def use_key(self, key: SigningKey) -> None:
+        """Sign from now on with ``key`` (after a rotation introduced it)."""
+        self._key = key
+
     def append_event(self, kind: str, payload: dict[str, Any]) -> Block:
         """Append a signed block of any kind whose payload does not depend on the chain."""
         return self._commit(kind, lambda _connection, _head: (payload, None))

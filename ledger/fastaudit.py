@@ -28,9 +28,8 @@ from ledger.store import Store
 from ledger.tables import MerkleNodeRow
 
 CHUNK_LEVEL = 14
-CHUNK = 1 << CHUNK_LEVEL
 #: Below this many blocks the audit runs in-process: starting workers costs more than it saves.
-PARALLEL_THRESHOLD = 4 * CHUNK
+PARALLEL_THRESHOLD = 4 << CHUNK_LEVEL
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +230,10 @@ def _replay(
     return active, retired
 
 
-def _ranges(start: int, end: int) -> Iterator[tuple[int, int]]:
+def _ranges(start: int, end: int, chunk: int) -> Iterator[tuple[int, int]]:
     lo = start
     while lo < end:
-        hi = min(end, (lo // CHUNK + 1) * CHUNK)
+        hi = min(end, (lo // chunk + 1) * chunk)
         yield lo, hi
         lo = hi
 
@@ -245,11 +244,15 @@ def verify_chain(
     workers: int | None = None,
     targets: Sequence[int] = (),
     seed: Seed | None = None,
+    chunk_level: int = CHUNK_LEVEL,
+    parallel_threshold: int = PARALLEL_THRESHOLD,
 ) -> ChainCheck:
     """Verify the chain in the database at ``url`` (from ``seed`` when given) and recompute roots at ``targets``.
 
-    ``workers``: processes to use (default: one per CPU); small ledgers are always checked in-process.
+    ``workers``: processes to use (default: one per CPU); ledgers under ``parallel_threshold`` blocks are
+    checked in-process. Ranges are aligned blocks of ``2**chunk_level`` heights.
     """
+    chunk = 1 << chunk_level
     store = _store(url)
     with store.reading() as connection:
         head = Store.head(connection)
@@ -259,9 +262,9 @@ def verify_chain(
     key_rows = [link_fields(b) for b in key_blocks if b.height >= start]
     keys: dict[str, bytes] = dict(seed.keys) if seed is not None else {}
     keys.update(collect_keys(b for b in key_blocks if b.height >= start))
-    wanted = _wanted(targets, size) if seed is None else {}
+    wanted = _wanted(targets, size, chunk_level) if seed is None else {}
     tasks = []
-    for lo, hi in _ranges(start, size):
+    for lo, hi in _ranges(start, size, chunk):
         active, retired = _replay(key_rows, lo, seed.active if seed else None, set(seed.retired) if seed else set())
         tasks.append(
             RangeTask(
@@ -271,21 +274,23 @@ def verify_chain(
                 keys=keys,
                 active=active,
                 retired=frozenset(retired),
-                wanted=tuple(sorted(wanted.get(lo // CHUNK, ()))),
+                wanted=tuple(sorted(wanted.get(lo // chunk, ()))),
                 want_leaves=seed is not None,
             )
         )
-    results = list(_run(tasks, workers, size - start))
+    results = list(_run(tasks, workers, size - start, parallel_threshold))
     check = _stitch(results, seed, size)
     check.roots = (
-        _roots_from_frontier(seed, results, targets) if seed is not None else _roots_from_chunks(results, targets, size)
+        _roots_from_frontier(seed, results, targets)
+        if seed is not None
+        else _roots_from_chunks(results, targets, size, chunk_level)
     )
     return check
 
 
-def _run(tasks: list[RangeTask], workers: int | None, count: int) -> Iterable[RangeResult]:
+def _run(tasks: list[RangeTask], workers: int | None, count: int, threshold: int) -> Iterable[RangeResult]:
     procs = workers if workers is not None else (os.cpu_count() or 1)
-    if procs <= 1 or len(tasks) <= 1 or count < PARALLEL_THRESHOLD:
+    if procs <= 1 or len(tasks) <= 1 or count < threshold:
         return (check_range(t) for t in tasks)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -342,27 +347,29 @@ def _missing(lo: int, hi: int) -> Finding:
     return Finding(lo, None, FindingClass.SEQUENCE, f"block(s) {shown} missing")
 
 
-def _wanted(targets: Sequence[int], size: int) -> dict[int, set[NodeKey]]:
+def _wanted(targets: Sequence[int], size: int, chunk_level: int) -> dict[int, set[NodeKey]]:
     """Per chunk, the perfect subtrees inside it that roots at ``targets`` need (plus full chunk roots)."""
     out: dict[int, set[NodeKey]] = {}
-    for chunk in range(size // CHUNK):
-        out.setdefault(chunk, set()).add((CHUNK_LEVEL, chunk))
+    for chunk in range(size >> chunk_level):
+        out.setdefault(chunk, set()).add((chunk_level, chunk))
     for m in targets:
         if 0 < m <= size:
             for level, idx in merkle.perfect_subtrees(0, m):
-                if level <= CHUNK_LEVEL:
-                    out.setdefault((idx << level) // CHUNK, set()).add((level, idx))
+                if level <= chunk_level:
+                    out.setdefault((idx << level) >> chunk_level, set()).add((level, idx))
     return out
 
 
-def _roots_from_chunks(results: Iterable[RangeResult], targets: Sequence[int], size: int) -> dict[int, bytes | None]:
+def _roots_from_chunks(
+    results: Iterable[RangeResult], targets: Sequence[int], size: int, chunk_level: int
+) -> dict[int, bytes | None]:
     pieces: dict[NodeKey, bytes] = {}
     for result in results:
         pieces.update(result.subtrees)
 
     @functools.cache
     def node(level: int, idx: int) -> bytes | None:
-        if level <= CHUNK_LEVEL:
+        if level <= chunk_level:
             return pieces.get((level, idx))
         left, right = node(level - 1, 2 * idx), node(level - 1, 2 * idx + 1)
         return node_hash(left, right) if left is not None and right is not None else None
