@@ -189,7 +189,7 @@ def _level_get(start: int, levels: list[list[bytes | None]], key: NodeKey) -> by
 def _compare_nodes(
     start: int, end: int, levels: list[list[bytes | None]], stored: Mapping[NodeKey, bytes]
 ) -> list[Finding]:
-    """One ``consistency`` finding for the first stored node (lowest height, then level) that disagrees."""
+    """One ``consistency`` finding for the first stored node (lowest level, then height) that disagrees."""
     worst: tuple[int, int, str] | None = None
     for level, row in enumerate(levels):
         base = -(-start >> level)
@@ -207,8 +207,9 @@ def _compare_nodes(
             else:
                 span = f"{height}..{height + (1 << level) - 1}"
                 message = f"stored Merkle node (level {level}, index {idx}) is {what} from blocks {span}"
-            if worst is None or (height, level) < worst[:2]:
-                worst = (height, level, message)
+            worst = (height, level, message)
+            break
+        if worst is not None:  # the lowest level that differs explains the levels above it
             break
     return [] if worst is None else [Finding(worst[0], None, FindingClass.CONSISTENCY, worst[2])]
 
