@@ -167,5 +167,3 @@ def keys_rotate(
         },
         "\n".join(lines),
     )
-
-

@@ -49,7 +49,7 @@ def witness_url() -> Iterator[str]:
 
 def build(ws: Workspace, witness: str | None, *, every: bool = True, count: int = EVENTS) -> Ledger:
     """A ledger of ``count`` event blocks, checkpointed (to the witness and the trusted state) after each."""
-    ledger = open_ledger(ws)
+    ledger: Ledger = open_ledger(ws)
     wit = Witness(witness) if witness else None
     for i in range(count):
         ledger.append_event("event", {"n": i, "note": f"event {i}"})
@@ -79,9 +79,8 @@ def reseal(ws: Workspace, ledger: Ledger, start: int, key: SigningKey | None, ch
             key=signer,
         )
         if key is None:  # no private key: keep the key id and old signature, which no longer verifies
-            from dataclasses import replace
-
             import hashlib
+            from dataclasses import replace
 
             from ledger.block import header_bytes
 
@@ -338,7 +337,7 @@ def test_rewritten_and_resigned_with_key(ledger_ws: Workspace, witness_url: str)
     assert ledger.audit(files=FilesMode.NONE).clean  # without checkpoints it cannot be seen
     report = ledger.audit(files=FilesMode.NONE, witness=witness_url)
     assert first(report) == (4, FindingClass.CONSISTENCY)
-    assert "at height 4" in [f for f in report.findings if f.height == 4][0].message
+    assert "at height 4" in next(f for f in report.findings if f.height == 4).message
 
 
 def test_fork_two_histories(ledger_ws: Workspace, witness_url: str, tmp_path: Path) -> None:
