@@ -29,7 +29,6 @@ def raw_verify_rate(seconds: float = 2.0) -> float:
 def main() -> None:
     """Build (or reuse) the ledger and print every measurement side by side."""
     from ledger import bulk, merkle
-    from ledger.api import Ledger
     from ledger.audit import FilesMode
     from ledger.checkpoints import issue
     from ledger.signing import SigningKey
@@ -74,9 +73,9 @@ def main() -> None:
     t = time.perf_counter()
     report = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True)
     print(
-        f"incremental audit of {report.blocks_checked} new blocks: {time.perf_counter() - t:.2f} s; clean={report.clean}"
+        f"incremental audit of {report.blocks_checked} new blocks: {time.perf_counter() - t:.2f} s; "
+        f"clean={report.clean}"
     )
-    _ = Ledger
 
 
 if __name__ == "__main__":

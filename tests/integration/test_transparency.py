@@ -271,7 +271,11 @@ def _copy_database(ws: Workspace, tmp_path: Path) -> str:
     url = sqlalchemy.engine.make_url(ws.db_url)
     name = f"{url.database}_copy_{uuid.uuid4().hex[:6]}"
     admin = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
+    with admin.connect() as connection:  # a template must have no sessions: end the pooled ones (pre-ping reconnects)
+        connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (url.database,),
+        )
         connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"')
     admin.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
