@@ -91,9 +91,9 @@ def _store(url: str) -> Store:
     return Store.open(url)
 
 
-def check_range(task: RangeTask) -> RangeResult:
-    """Verify one height range (runs in a worker process, or in-process for small ledgers)."""
-    store = _store(task.url)
+def check_range(task: RangeTask, store: Store | None = None) -> RangeResult:
+    """Verify one height range (in a worker process with its own connection, or in-process with ``store``)."""
+    store = store if store is not None else _store(task.url)
     with store.reading() as connection:
         blocks = list(Store.blocks(connection, task.start, task.end))
         stored = _stored_nodes(connection, task.start, task.end)
@@ -253,8 +253,23 @@ def verify_chain(
     ``workers``: processes to use (default: one per CPU); ledgers under ``parallel_threshold`` blocks are
     checked in-process. Ranges are aligned blocks of ``2**chunk_level`` heights.
     """
+    store = Store.open(url)
+    try:
+        return _verify(store, url, workers, targets, seed, chunk_level, parallel_threshold)
+    finally:
+        store.engine.dispose()  # no pooled connections left behind in the calling process
+
+
+def _verify(
+    store: Store,
+    url: str,
+    workers: int | None,
+    targets: Sequence[int],
+    seed: Seed | None,
+    chunk_level: int,
+    parallel_threshold: int,
+) -> ChainCheck:
     chunk = 1 << chunk_level
-    store = _store(url)
     with store.reading() as connection:
         head = Store.head(connection)
         key_blocks = list(Store.blocks_of_kind(connection, (GENESIS, KEY)))
@@ -279,7 +294,7 @@ def verify_chain(
                 want_leaves=seed is not None,
             )
         )
-    results = list(_run(tasks, workers, size - start, parallel_threshold))
+    results = list(_run(tasks, workers, size - start, parallel_threshold, store))
     check = _stitch(results, seed, size)
     check.roots = (
         _roots_from_frontier(seed, results, targets)
@@ -289,10 +304,12 @@ def verify_chain(
     return check
 
 
-def _run(tasks: list[RangeTask], workers: int | None, count: int, threshold: int) -> Iterable[RangeResult]:
+def _run(
+    tasks: list[RangeTask], workers: int | None, count: int, threshold: int, store: Store
+) -> Iterable[RangeResult]:
     procs = workers if workers is not None else (os.cpu_count() or 1)
     if procs <= 1 or len(tasks) <= 1 or count < threshold:
-        return (check_range(t) for t in tasks)
+        return (check_range(t, store) for t in tasks)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
