@@ -112,6 +112,9 @@ def main(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    witness: Annotated[
+        str | None, typer.Option("--witness", envvar="LEDGER_WITNESS", help="Checkpoint witness (dir or fsspec URL).")
+    ] = None,
 ) -> None:
     """Build the settings every command receives."""
     models = models_dir.absolute()
@@ -125,6 +128,7 @@ def main(
         state_dir=state_dir or default_state_dir(),
         json=json_output,
         debug=debug,
+        witness=witness,
     )
 
 
@@ -219,8 +223,16 @@ def audit(
         str | None,
         typer.Option("--remote", metavar="[=full]", help="Check recorded backups: --remote (size), --remote=full."),
     ] = None,
+    checkpoint: Annotated[
+        list[Path] | None, typer.Option("--checkpoint", help="A signed checkpoint to check against (repeatable).")
+    ] = None,
+    witness: Annotated[str | None, typer.Option("--witness", help="Witness location (default LEDGER_WITNESS).")] = None,
+    incremental: Annotated[
+        bool, typer.Option("--incremental", help="Only blocks after the trusted checkpoint, plus a consistency proof.")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(min=1, help="Verifier processes (default: one per CPU).")] = None,
 ) -> None:
-    """Verify every block, the database guards and the files; exit 1 on findings."""
+    """Verify every block, the Merkle tree, checkpoints, the database guards and the files; exit 1 on findings."""
     from cli import render
     from ledger.audit import FilesMode
 
@@ -229,8 +241,16 @@ def audit(
         mode = FilesMode(files)
     except ValueError:
         fail(f"--files must be full, quick or none, not {files!r}", EXIT_INPUT)
+    checkpoint_files = tuple((str(path), path.read_bytes()) for path in checkpoint or ())
     ledger = open_ledger(settings)
-    report = ledger.audit(files=mode)
+    report = ledger.audit(
+        files=mode,
+        witness=witness or settings.witness,
+        checkpoint_files=checkpoint_files,
+        state_dir=settings.state_dir,
+        workers=workers,
+        incremental=incremental,
+    )
     if remote is not None:
         from cli.lifecycle import audit_remote
 
@@ -310,15 +330,21 @@ def keys_generate(ctx: typer.Context) -> None:
 
 @keys_app.command("show")
 def keys_show(ctx: typer.Context) -> None:
-    """Print the public key and its key id."""
+    """Print the public key, its key id and (with a ledger) its signed-note verifier key."""
+    from ledger.errors import StorageError
+    from ledger.note import verifier_key
     from ledger.signing import load_key_file
 
     settings = settings_of(ctx)
     key = load_key_file(settings.key_path, settings.passphrase)
+    try:
+        vkey: str | None = verifier_key(open_ledger(settings).origin, key.public)
+    except StorageError:
+        vkey = None  # no ledger yet: the verifier key is named after the ledger's origin
     emit(
         settings,
-        {"key_id": key.key_id, "public_key": key.public.hex()},
-        f"key id      {key.key_id}\npublic key  {key.public.hex()}",
+        {"key_id": key.key_id, "public_key": key.public.hex(), "verifier_key": vkey},
+        f"key id       {key.key_id}\npublic key   {key.public.hex()}\nverifier key {vkey or '(no ledger yet)'}",
     )
 
 
@@ -330,4 +356,5 @@ def run() -> None:
 from cli import export as _export  # noqa: E402,F401  (registers commands)
 from cli import lifecycle as _lifecycle  # noqa: E402,F401  (registers commands)
 from cli import security as _security  # noqa: E402,F401  (registers commands)
+from cli import transparency as _transparency  # noqa: E402,F401  (registers commands)
 from cli import versions as _versions  # noqa: E402,F401  (registers commands)

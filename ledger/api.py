@@ -16,27 +16,20 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from ledger import guards, merkle, migrate
+from ledger import merkle, migrate
 from ledger import metadata as metadata_rules
-from ledger.audit import (
-    AuditReport,
-    FilesMode,
-    check_files,
-    guard_findings,
-    scan_chain,
-    sorted_findings,
-    stage_warnings,
-)
+from ledger.audit import AuditReport, FilesMode
 from ledger.block import GENESIS_PREV_HASH, Block, seal
 from ledger.canonical import canonical, decode
-from ledger.chain import GENESIS
+from ledger.chain import GENESIS, KEY
 from ledger.errors import AlreadyExistsError, KeyFileError, NotFoundError, StorageError, VersionOrderError
 from ledger.faults import crash_point
 from ledger.fsutil import write_atomic
+from ledger.keys import KeySchedule, schedule_of
 from ledger.recording import PreparedVersion, prepare_version
 from ledger.signing import SigningKey, load_key_file
 from ledger.store import Store, describe
-from ledger.tables import APPEND_ONLY_TABLES, VersionIndexRow
+from ledger.tables import VersionIndexRow
 from ledger.timeutil import now
 from ledger.versions import VersionId, VersionRecord, check_append, expected_next, resolve_ref
 
@@ -209,6 +202,32 @@ class Ledger:
         name = resolve_ref(ref, models=self.models(), model=model)
         return self.version_block(name.slug, name.version)
 
+    # --- Merkle tree (RFC 9162 over the block hashes; O(log n) node reads each) ------------------
+
+    def size(self) -> int:
+        """Number of blocks (leaves of the Merkle tree)."""
+        return self.head().height + 1
+
+    def root(self, size: int | None = None) -> bytes:
+        """Root hash of the tree of the first ``size`` blocks (default: all)."""
+        with self.store.reading() as connection:
+            n = size if size is not None else _size(connection)
+            return merkle.root(NodesOf(connection), n)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """Audit path of leaf ``index`` (the block at that height) in the tree of ``size`` blocks."""
+        with self.store.reading() as connection:
+            return merkle.inclusion_proof(NodesOf(connection), index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """Proof that the tree of ``size2`` blocks extends the tree of ``size1`` blocks."""
+        with self.store.reading() as connection:
+            return merkle.consistency_proof(NodesOf(connection), size1, size2)
+
+    def key_schedule(self) -> KeySchedule:
+        """The signing keys the chain introduced, by height (genesis and ``key`` blocks)."""
+        return schedule_of(self.blocks_of_kind(GENESIS, KEY))
+
     def models(self) -> list[str]:
         """Slugs of every model with at least one version."""
         with self.store.reading() as connection:
@@ -217,35 +236,15 @@ class Ledger:
 
     # --- auditing -----------------------------------------------------------------------------
 
-    def audit(self, *, files: FilesMode = FilesMode.QUICK) -> AuditReport:
-        """Re-verify the whole chain, the database guards and (per ``files``) the files on disk."""
-        with self.store.reading() as connection:
-            scan = scan_chain(Store.blocks(connection))
-            present = {table: guards.present_triggers(connection, table) for table in APPEND_ONLY_TABLES}
-        findings = [*scan.findings, *guard_findings(present, self.store.dialect), *stage_warnings(scan)]
-        checked = 0
-        notes = []
-        if files is not FilesMode.NONE:
-            file_findings, checked = check_files(
-                scan.versions.values(), models_dir=self.models_dir, adapters_dir=self.adapters_dir, mode=files
-            )
-            findings.extend(file_findings)
-        if files is FilesMode.QUICK:
-            notes.append("quick file check compared sizes and modification times only; it is not a proof")
-        return AuditReport(
-            findings=sorted_findings(findings),
-            blocks_checked=scan.count,
-            head_height=scan.head_height,
-            head_hash=scan.head_hash,
-            files_mode=files,
-            files_checked=checked,
-            notes=tuple(notes),
-            pruned=tuple(
-                (state.name, str(state.pruned.get("location")))
-                for state in scan.versions.values()
-                if state.pruned is not None
-            ),
-        )
+    def audit(self, *, files: FilesMode = FilesMode.QUICK, **options: Any) -> AuditReport:
+        """Re-verify the chain, Merkle tree, checkpoints, database guards and (per ``files``) the files on disk.
+
+        ``options`` are the other fields of ``ledger.transparency.AuditOptions`` (witness, checkpoint files,
+        state_dir, workers, incremental).
+        """
+        from ledger.transparency import AuditOptions, run_audit
+
+        return run_audit(self, AuditOptions(files=files, **options))
 
     # --- writing ------------------------------------------------------------------------------
 
@@ -255,6 +254,10 @@ class Ledger:
         if self._key is None:
             raise KeyFileError("this command signs blocks: give --key PATH or set LEDGER_KEY")
         return self._key
+
+    def use_key(self, key: SigningKey) -> None:
+        """Sign from now on with ``key`` (after a rotation introduced it)."""
+        self._key = key
 
     def append_event(self, kind: str, payload: dict[str, Any]) -> Block:
         """Append a signed block of any kind whose payload does not depend on the chain."""
@@ -375,6 +378,7 @@ class Ledger:
         def write(connection: Connection) -> Block:
             head = Store.head(connection)
             assert head is not None
+            schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY))).require_active(key.key_id, head.height + 1)
             payload, index = build(connection, head)
             block = seal(
                 height=head.height + 1,
@@ -403,6 +407,11 @@ def _store_block(connection: Connection, block: Block, index: IndexEntry | None)
         Store.insert_version_index(
             connection, height=block.height, model=index.model, major=index.major, micro=index.micro
         )
+
+
+def _size(connection: Connection) -> int:
+    head = Store.head(connection)
+    return 0 if head is None else head.height + 1
 
 
 def _last_version(connection: Connection, model: str) -> tuple[VersionRecord, Block] | None:

@@ -100,10 +100,22 @@ class ChainScan:
     head_hash: str = ""
 
 
-def scan_chain(blocks: Iterable[Any]) -> ChainScan:
-    """Verify blocks in order (pure: takes Block values) and collect the version states."""
+#: Kinds whose blocks change what the file checks expect; ``record_block`` handles each of them.
+STATE_KINDS: tuple[str, ...] = ("version", "prune", "restore")
+
+
+def record_block(scan: ChainScan, block: Any) -> None:
+    """Let a verified block of one of ``STATE_KINDS`` update what the file checks expect."""
     from ledger.chain import payload_of
 
+    if block.kind == "version":
+        _record_version(scan, block.height, payload_of(block))
+    else:
+        _record_lifecycle(scan, block.height, block.kind, payload_of(block))
+
+
+def scan_chain(blocks: Iterable[Any]) -> ChainScan:
+    """Verify blocks in order (pure: takes Block values) and collect the version states."""
     scan = ChainScan()
     walker = ChainWalker()
     keys: dict[str, bytes] = {}
@@ -115,10 +127,8 @@ def scan_chain(blocks: Iterable[Any]) -> ChainScan:
         walker.visit(link_fields(block))
         scan.count += 1
         scan.head_height, scan.head_hash = block.height, block.block_hash
-        if problem is None and block.kind == "version":
-            _record_version(scan, block.height, payload_of(block))
-        elif problem is None and block.kind in ("prune", "restore"):
-            _record_lifecycle(scan, block.height, block.kind, payload_of(block))
+        if problem is None and block.kind in STATE_KINDS:
+            record_block(scan, block)
     scan.findings.extend(walker.finish())
     return scan
 

@@ -31,6 +31,8 @@ class Settings:
     state_dir: Path
     json: bool = False
     debug: bool = False
+    witness: str | None = None
+    """Where checkpoints are published and read back (directory or fsspec URL), from LEDGER_WITNESS."""
 
     @staticmethod
     def default_db_url(models_dir: Path) -> str:

@@ -5,6 +5,7 @@ The private key lives only in a file the operator controls (mode 0600); the data
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -57,10 +58,15 @@ class SigningKey:
         return self.private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
 
 
+@functools.lru_cache(maxsize=64)
+def _public(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
 def verify_signature(public_key: bytes, block_hash: bytes, signature: bytes) -> bool:
     """True when ``signature`` is a valid block signature by ``public_key``."""
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, SIGNATURE_DOMAIN + block_hash)
+        _public(bytes(public_key)).verify(signature, SIGNATURE_DOMAIN + block_hash)
     except (InvalidSignature, ValueError):
         return False
     return True

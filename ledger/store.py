@@ -202,6 +202,12 @@ class Store:
         connection.execute(_TABLE.insert(), [_row_values(block)])
 
     @staticmethod
+    def insert_blocks(connection: Connection, blocks: Sequence[Block]) -> None:
+        """Insert many sealed blocks with one executemany (the bulk path)."""
+        if blocks:
+            connection.execute(_TABLE.insert(), [_row_values(b) for b in blocks])
+
+    @staticmethod
     def insert_nodes(connection: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Persist completed Merkle subtree hashes."""
         if nodes:

@@ -23,10 +23,10 @@ def now() -> str:
 
 def is_canonical_time(text: str) -> bool:
     """True when ``text`` is a timestamp in exactly the canonical form."""
-    if not _PATTERN.match(text):
+    if len(text) != 27 or not _PATTERN.match(text):
         return False
-    try:
-        datetime.strptime(text, _FORMAT)
+    try:  # the same calendar check strptime does, without its cost on the audit's hot path
+        datetime(int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]), int(text[17:19]))
     except ValueError:
         return False
     return True

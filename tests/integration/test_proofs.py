@@ -1,0 +1,150 @@
+"""Offline proof bundles on both backends: round trips through the CLI, and tampered bundles refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.checkpoints import issue
+from ledger.errors import BadSignatureError, CheckpointError, InputError, ProofError
+from ledger.note import verifier_key
+from ledger.proof import verify_bundle
+from ledger.proving import prove_consistency, prove_inclusion
+from ledger.signing import SigningKey
+from tests.conftest import Workspace, open_ledger
+
+
+@pytest.fixture
+def proven(ledger_ws: Workspace) -> tuple[Workspace, dict[str, Any], bytes]:
+    """A ledger with three versions and a checkpoint; an inclusion bundle for version v1.1 and the first note."""
+    ledger = open_ledger(ledger_ws)
+    first = issue(ledger, witness=None, state_dir=None).signed.note
+    for name in ("oneseek-7b-zero-v1.0", "oneseek-7b-zero-v1.1", "oneseek-7b-zero-v1.2"):
+        ledger.append(ledger_ws.write_version(name))
+        ledger.append_event("event", {"after": name})
+    issue(ledger, witness=None, state_dir=None)
+    bundle = prove_inclusion(ledger, ledger.find("oneseek-7b-zero-v1.1"))
+    return ledger_ws, bundle, first
+
+
+def dump(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_inclusion_round_trip_cli(proven: tuple[Workspace, dict[str, Any], bytes], tmp_path: Path) -> None:
+    ws, _, _ = proven
+    out = tmp_path / "proof.json"
+    ws.cli("prove", "oneseek-7b-zero-v1.1", "--out", str(out), check=True)
+    vkey = verifier_key(open_ledger(ws).origin, open_ledger(ws).key.public)
+    # no database at all: an empty environment apart from the bundle
+    ok = ws.cli(
+        "verify-proof",
+        str(out),
+        "--file",
+        str(ws.models / "oneseek-7b-zero-v1.1.pth"),
+        "--vkey",
+        vkey,
+        LEDGER_DB="sqlite:////nonexistent/none.db",
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "matches the block" in ok.stdout
+    wrong = ws.cli("verify-proof", str(out), "--file", str(ws.models / "oneseek-7b-zero-v1.0.pth"))
+    assert wrong.returncode == 1
+    other = verifier_key(open_ledger(ws).origin, SigningKey.generate().public)
+    assert ws.cli("verify-proof", str(out), "--vkey", other).returncode == 1
+    (tmp_path / "bad.json").write_text("{not json")
+    assert ws.cli("verify-proof", str(tmp_path / "bad.json")).returncode == 2
+
+
+def test_consistency_round_trip_cli(proven: tuple[Workspace, dict[str, Any], bytes], tmp_path: Path) -> None:
+    ws, _, old = proven
+    (tmp_path / "old.note").write_bytes(old)
+    out = tmp_path / "c.json"
+    ws.cli("prove", "--since", str(tmp_path / "old.note"), "--out", str(out), check=True)
+    assert ws.cli("verify-proof", str(out)).returncode == 0
+    bundle = json.loads(out.read_text())
+    bundle["consistency_path"][0] = "00" * 32
+    out.write_text(json.dumps(bundle))
+    assert ws.cli("verify-proof", str(out)).returncode == 1
+
+
+def test_consistency_bundle_across_rotation(ledger_ws: Workspace) -> None:
+    from ledger.rotation import rotate
+
+    ledger = open_ledger(ledger_ws)
+    ledger.append_event("event", {"n": 1})
+    old = issue(ledger, witness=None, state_dir=None).signed.note
+    rotate(ledger, SigningKey.generate(), reason="test")
+    ledger.append_event("event", {"n": 2})
+    issue(ledger, witness=None, state_dir=None)
+    result = verify_bundle(dump(prove_consistency(ledger, old)))
+    assert (result.old_size, result.size) == (2, 4)
+
+
+def _tampered(bundle: dict[str, Any], change: str) -> dict[str, Any]:
+    b: dict[str, Any] = json.loads(json.dumps(bundle))
+    block = b["block"]
+    if change == "payload":
+        raw = bytearray(base64.b64decode(block["payload_base64"]))
+        raw[10] ^= 1
+        block["payload_base64"] = base64.b64encode(bytes(raw)).decode()
+    elif change == "payload_and_hash":
+        import hashlib
+
+        raw2 = base64.b64decode(block["payload_base64"]).replace(b'"size":4096', b'"size":4097')
+        block["payload_base64"] = base64.b64encode(raw2).decode()
+        block["payload_hash"] = hashlib.sha256(raw2).hexdigest()
+    elif change == "path":
+        b["inclusion_path"][0] = "11" * 32
+    elif change == "short_path":
+        b["inclusion_path"] = b["inclusion_path"][:-1]
+    elif change == "index":
+        b["leaf_index"] = b["leaf_index"] + 1
+    elif change == "note":
+        b["checkpoint"] = b["checkpoint"].replace("\n", "\n\n", 1)
+    elif change == "root":
+        lines = b["checkpoint"].split("\n")
+        lines[2] = base64.b64encode(b"\x00" * 32).decode()
+        b["checkpoint"] = "\n".join(lines)
+    elif change == "signature":
+        block["signature"] = "00" * 64
+    elif change == "key_block":
+        b["key_block"]["inclusion_path"][0] = "22" * 32
+    elif change == "size":
+        b["tree_size"] = b["tree_size"] + 1
+    return b
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ("payload", ProofError),
+        ("payload_and_hash", ProofError),
+        ("path", ProofError),
+        ("short_path", ProofError),
+        ("index", ProofError),
+        ("note", CheckpointError),
+        ("root", CheckpointError),
+        ("signature", BadSignatureError),
+        ("key_block", ProofError),
+        ("size", ProofError),
+    ],
+)
+def test_tampered_bundle_refused(proven: tuple[Workspace, dict[str, Any], bytes], change: str, error: type) -> None:
+    _, bundle, _ = proven
+    assert verify_bundle(dump(bundle)).block is not None
+    with pytest.raises(error):
+        verify_bundle(dump(_tampered(bundle, change)))
+
+
+@pytest.mark.parametrize("field", ["block", "leaf_index", "inclusion_path", "schema", "key_block", "origin"])
+def test_malformed_bundle_is_input_error(proven: tuple[Workspace, dict[str, Any], bytes], field: str) -> None:
+    _, bundle, _ = proven
+    broken = dict(bundle)
+    del broken[field]
+    with pytest.raises(InputError):
+        verify_bundle(dump(broken))

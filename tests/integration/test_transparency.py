@@ -1,0 +1,479 @@
+"""Transparency on both backends: DB-backed proofs, checkpoints, witness, trusted state, and every attack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from ledger import merkle
+from ledger.api import Ledger, NodesOf
+from ledger.audit import AuditReport, FilesMode
+from ledger.block import seal
+from ledger.chain import verify_chain as reference_chain
+from ledger.checkpoints import issue, sign_checkpoint
+from ledger.errors import KeyFileError, ProofError
+from ledger.fastaudit import verify_chain
+from ledger.findings import FindingClass
+from ledger.signing import SigningKey, load_key_file
+from ledger.store import Store
+from ledger.witness import Witness
+from tests.conftest import Workspace, open_ledger, tamper
+
+EVENTS = 7  # blocks 1..7 on top of the genesis
+
+
+def first(report: AuditReport) -> tuple[int | None, FindingClass]:
+    """The first finding as (height, class)."""
+    findings = [f for f in report.findings if not f.is_warning]
+    assert findings, "expected a finding"
+    return findings[0].height, findings[0].kind
+
+
+@pytest.fixture
+def witness_url() -> Iterator[str]:
+    """A fresh in-memory fsspec witness."""
+    import fsspec
+
+    url = f"memory://witness-{uuid.uuid4().hex}"
+    yield url
+    fs = fsspec.filesystem("memory")
+    if fs.exists(url):
+        fs.rm(url, recursive=True)
+
+
+def build(ws: Workspace, witness: str | None, *, every: bool = True, count: int = EVENTS) -> Ledger:
+    """A ledger of ``count`` event blocks, checkpointed (to the witness and the trusted state) after each."""
+    ledger: Ledger = open_ledger(ws)
+    wit = Witness(witness) if witness else None
+    for i in range(count):
+        ledger.append_event("event", {"n": i, "note": f"event {i}"})
+        if every or i == count - 1:
+            issue(ledger, witness=wit, state_dir=ws.root / "state")
+    return ledger
+
+
+def audit(ledger: Ledger, ws: Workspace, witness: str | None, **kw: Any) -> AuditReport:
+    return ledger.audit(files=FilesMode.NONE, witness=witness, state_dir=ws.root / "state", **kw)
+
+
+def reseal(ws: Workspace, ledger: Ledger, start: int, key: SigningKey | None, change: dict[str, Any]) -> None:
+    """Rewrite blocks ``start``.. with new payloads (first one changed), re-hash, re-sign (with ``key``, else keep
+    the old signatures), recompute every Merkle node, as an attacker with database access would."""
+    blocks = list(ledger.blocks())
+    new = blocks[:start]
+    for block in blocks[start:]:
+        payload = block.data() | (change if block.height == start else {})
+        signer = key if key is not None else SigningKey.generate()
+        sealed = seal(
+            height=block.height,
+            prev_hash=new[-1].block_hash if new else block.prev_hash,
+            timestamp=block.timestamp,
+            kind=block.kind,
+            payload=payload,
+            key=signer,
+        )
+        if key is None:  # no private key: keep the key id and old signature, which no longer verifies
+            import hashlib
+            from dataclasses import replace
+
+            from ledger.block import header_bytes
+
+            sealed = replace(sealed, key_id=block.key_id, signature=block.signature)
+            sealed = replace(sealed, block_hash=hashlib.sha256(header_bytes(**_header(sealed))).hexdigest())
+        new.append(sealed)
+    tree = merkle.MemoryTree(merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in new)
+    statements: list[Any] = ["DELETE FROM merkle_nodes", "DELETE FROM version_index", "DELETE FROM blocks"]
+    for b in new:
+        statements.append(
+            (
+                "INSERT INTO blocks (height, format, prev_hash, timestamp, kind, payload, payload_hash, key_id, "
+                "block_hash, signature) VALUES (:h, :f, :p, :t, :k, :pl, :ph, :kid, :bh, :s)",
+                {
+                    "h": b.height,
+                    "f": b.format,
+                    "p": b.prev_hash,
+                    "t": b.timestamp,
+                    "k": b.kind,
+                    "pl": b.payload,
+                    "ph": b.payload_hash,
+                    "kid": b.key_id,
+                    "bh": b.block_hash,
+                    "s": b.signature,
+                },
+            )
+        )
+    for (level, idx), digest in tree.nodes(list(tree._nodes)).items():
+        statements.append(
+            ("INSERT INTO merkle_nodes (level, idx, hash) VALUES (:l, :i, :h)", {"l": level, "i": idx, "h": digest})
+        )
+    tamper(ws.db_url, *statements)
+
+
+def _header(block: Any) -> dict[str, Any]:
+    return {
+        "format": block.format,
+        "height": block.height,
+        "prev_hash": block.prev_hash,
+        "timestamp": block.timestamp,
+        "kind": block.kind,
+        "payload_hash": block.payload_hash,
+        "key_id": block.key_id,
+    }
+
+
+# --- proofs from the database -----------------------------------------------------------------------------------
+
+
+class Counting:
+    """A NodeSource that counts batched reads."""
+
+    def __init__(self, inner: NodesOf) -> None:
+        self.inner, self.calls = inner, 0
+
+    def nodes(self, keys: Any) -> dict[tuple[int, int], bytes]:
+        self.calls += 1
+        return self.inner.nodes(keys)
+
+
+def test_db_proofs_match_memory_tree(ledger_ws: Workspace) -> None:
+    ledger = build(ledger_ws, None, every=False, count=20)
+    leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
+    n = len(leaves)
+    tree = merkle.MemoryTree(leaves)
+    for size in range(1, n + 1):
+        assert ledger.root(size) == merkle.root(tree, size) == merkle.root_from_leaves(leaves[:size])
+    assert ledger.root() == tree.root()
+    for index in range(n):
+        assert ledger.inclusion_proof(index, n) == merkle.inclusion_proof(tree, index, n)
+    for size1 in range(n + 1):
+        path = ledger.consistency_proof(size1, n)
+        assert path == merkle.consistency_proof(tree, size1, n)
+        merkle.verify_consistency(size1=size1, size2=n, root1=ledger.root(size1), root2=tree.root(), path=path)
+    with ledger.store.reading() as connection:
+        counting = Counting(NodesOf(connection))
+        merkle.inclusion_proof(counting, 5, n)
+        merkle.root(counting, n)
+        merkle.consistency_proof(counting, 7, n)
+    assert counting.calls == 3  # one batched read each
+
+
+# --- checkpoints, witness, trusted state --------------------------------------------------------------------------
+
+
+def test_checkpoint_witness_and_trusted_state(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, count=3)
+    notes = Witness(witness_url).notes(ledger.ledger_id)
+    assert [n.location.rsplit("/", 1)[1].split(".")[1] for n in notes] == [f"{s:020d}" for s in (2, 3, 4)]
+    state = json.loads((ledger_ws.root / "state" / f"{ledger.ledger_id}.json").read_text())
+    assert state["size"] == 4 and state["root"] == ledger.root().hex()
+    report = audit(ledger, ledger_ws, witness_url)
+    assert report.clean, report.findings
+    ledger.append_event("event", {"n": 99})
+    assert audit(ledger, ledger_ws, witness_url, incremental=True).clean
+
+
+def test_checkpoint_refuses_to_sign_a_fork(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, count=3)
+    reseal(ledger_ws, ledger, 2, load_key_file(ledger_ws.key, None), {"note": "forged"})
+    with pytest.raises(ProofError):
+        issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
+
+
+# --- attacks: each reported with class and first bad height --------------------------------------------------------
+
+
+def _flip(column: str) -> str:
+    """SQL changing the first hex digit of ``column`` (always to a different digit)."""
+    return f"(CASE WHEN substr({column}, 1, 1) = '0' THEN '1' ELSE '0' END) || substr({column}, 2)"
+
+
+COLUMN_ATTACKS = [
+    ("format", "UPDATE blocks SET format = 2 WHERE height = 3", FindingClass.LINK),
+    ("prev_hash", "UPDATE blocks SET prev_hash = " + _flip("prev_hash") + " WHERE height = 3", FindingClass.LINK),
+    ("timestamp", "UPDATE blocks SET timestamp = '2020' || substr(timestamp, 5) WHERE height = 3", FindingClass.LINK),
+    ("kind", "UPDATE blocks SET kind = 'evenu' WHERE height = 3", FindingClass.LINK),
+    ("payload_hash", "UPDATE blocks SET payload_hash = " + _flip("payload_hash") + " WHERE height = 3", None),
+    ("key_id", "UPDATE blocks SET key_id = " + _flip("key_id") + " WHERE height = 3", FindingClass.LINK),
+    ("block_hash", "UPDATE blocks SET block_hash = " + _flip("block_hash") + " WHERE height = 3", FindingClass.LINK),
+]
+
+
+@pytest.mark.parametrize(("column", "sql", "kind"), COLUMN_ATTACKS, ids=[c[0] for c in COLUMN_ATTACKS])
+def test_one_changed_column(ledger_ws: Workspace, witness_url: str, column: str, sql: str, kind: Any) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    before = ledger.block(3)
+    tamper(ledger_ws.db_url, sql)
+    assert ledger.block(3) != before, column
+    assert first(audit(ledger, ledger_ws, witness_url)) == (3, kind or FindingClass.PAYLOAD)
+
+
+@pytest.mark.parametrize("column", ["payload", "signature"])
+def test_one_changed_byte(ledger_ws: Workspace, witness_url: str, column: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    value = bytearray(getattr(ledger.block(3), column))
+    value[len(value) // 2] ^= 0x01
+    tamper(ledger_ws.db_url, (f"UPDATE blocks SET {column} = :v WHERE height = 3", {"v": bytes(value)}))
+    expected = FindingClass.PAYLOAD if column == "payload" else FindingClass.SIGNATURE
+    assert first(audit(ledger, ledger_ws, witness_url)) == (3, expected)
+
+
+def test_stored_leaf_changed(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    tamper(ledger_ws.db_url, ("UPDATE merkle_nodes SET hash = :h WHERE level = 0 AND idx = 5", {"h": b"\x00" * 32}))
+    assert first(audit(ledger, ledger_ws, witness_url)) == (5, FindingClass.CONSISTENCY)
+
+
+def test_middle_block_deleted(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    tamper(ledger_ws.db_url, "DELETE FROM blocks WHERE height = 4")
+    assert first(audit(ledger, ledger_ws, witness_url)) == (4, FindingClass.SEQUENCE)
+
+
+def test_two_blocks_swapped(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    tamper(
+        ledger_ws.db_url,
+        "UPDATE blocks SET height = -1 WHERE height = 3",
+        "UPDATE blocks SET height = 3 WHERE height = 4",
+        "UPDATE blocks SET height = 4 WHERE height = -1",
+    )
+    assert first(audit(ledger, ledger_ws, witness_url)) == (3, FindingClass.LINK)
+
+
+def test_truncated_after_checkpoint(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)  # checkpoint of size 8
+    tamper(
+        ledger_ws.db_url,
+        "DELETE FROM checkpoints",
+        "DELETE FROM blocks WHERE height >= 6",
+        "DELETE FROM merkle_nodes WHERE (idx + 1) * (1 << level) > 6",
+    )
+    report = audit(ledger, ledger_ws, witness_url)
+    assert first(report) == (6, FindingClass.CONSISTENCY)
+    assert "6..7 were removed" in report.findings[0].message
+    # the witness alone (a fresh machine without trusted state) sees it too
+    alone = ledger.audit(files=FilesMode.NONE, witness=witness_url)
+    assert first(alone) == (6, FindingClass.CONSISTENCY)
+
+
+def _copy_database(ws: Workspace, tmp_path: Path) -> str:
+    """An older copy of the database, as a backup restore would bring back."""
+    if ws.db_url.startswith("sqlite"):
+        target = tmp_path / f"copy-{uuid.uuid4().hex}.db"
+        shutil.copy(ws.db_url.removeprefix("sqlite:///"), target)
+        return f"sqlite:///{target}"
+    url = sqlalchemy.engine.make_url(ws.db_url)
+    name = f"{url.database}_copy_{uuid.uuid4().hex[:6]}"
+    admin = sqlalchemy.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:  # a template must have no sessions: end the pooled ones (pre-ping reconnects)
+        connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (url.database,),
+        )
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"')
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_copy(url: str) -> None:
+    if url.startswith("postgresql"):
+        parsed = sqlalchemy.engine.make_url(url)
+        admin = sqlalchemy.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+        admin.dispose()
+
+
+def test_rollback_to_older_copy(ledger_ws: Workspace, witness_url: str, tmp_path: Path) -> None:
+    ledger = build(ledger_ws, witness_url, count=4)  # size 5
+    Ledger.open(ledger_ws.db_url, models_dir=ledger_ws.models).store.engine.dispose()
+    old = _copy_database(ledger_ws, tmp_path)
+    try:
+        for i in range(3):
+            ledger.append_event("event", {"n": 100 + i})
+        issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")  # size 8
+        restored = Ledger.open(old, models_dir=ledger_ws.models)
+        report = audit(restored, ledger_ws, witness_url)
+        assert first(report) == (5, FindingClass.CONSISTENCY)
+        restored.store.engine.dispose()
+    finally:
+        _drop_copy(old)
+
+
+def test_rewritten_without_key(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url)
+    reseal(ledger_ws, ledger, 2, None, {"note": "rewritten"})
+    assert first(audit(ledger, ledger_ws, witness_url)) == (2, FindingClass.SIGNATURE)
+
+
+def test_rewritten_under_own_key(ledger_ws: Workspace, witness_url: str) -> None:
+    """The attacker re-creates the whole chain (genesis included) under a key of their own."""
+    ledger = build(ledger_ws, witness_url)
+    genesis = ledger.block(0).data() | {"public_key": (mallory := SigningKey.generate()).public.hex()}
+    tamper(ledger_ws.db_url, ("UPDATE blocks SET payload = :p WHERE height = 0", {"p": json_bytes(genesis)}))
+    reseal(ledger_ws, ledger, 0, mallory, {})
+    ledger = open_ledger(ledger_ws, signing=False)
+    assert reference_chain(ledger.blocks()) == []  # the chain alone looks perfect
+    report = audit(ledger, ledger_ws, witness_url)
+    assert first(report) == (0, FindingClass.CONSISTENCY)
+    alone = ledger.audit(files=FilesMode.NONE, witness=witness_url)  # witness only: its notes do not verify
+    assert any(f.kind is FindingClass.CONSISTENCY for f in alone.findings) and not alone.clean
+
+
+def json_bytes(obj: Any) -> bytes:
+    from ledger.canonical import canonical
+
+    return canonical(obj)
+
+
+def test_rewritten_and_resigned_with_key(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url)  # witnessed checkpoints of every size 2..8
+    key = load_key_file(ledger_ws.key, None)
+    reseal(ledger_ws, ledger, 4, key, {"note": "rewritten"})
+    tamper(ledger_ws.db_url, "DELETE FROM checkpoints")
+    assert reference_chain(ledger.blocks()) == []
+    assert ledger.audit(files=FilesMode.NONE).clean  # without checkpoints it cannot be seen
+    report = ledger.audit(files=FilesMode.NONE, witness=witness_url)
+    assert first(report) == (4, FindingClass.CONSISTENCY)
+    assert "at height 4" in next(f for f in report.findings if f.height == 4).message
+
+
+def test_fork_two_histories(ledger_ws: Workspace, witness_url: str, tmp_path: Path) -> None:
+    ledger = build(ledger_ws, witness_url, count=3)  # size 4, witnessed
+    other_url = _copy_database(ledger_ws, tmp_path)
+    try:
+        other = Ledger.open(other_url, models_dir=ledger_ws.models, key=ledger_ws.key)
+        ledger.append_event("event", {"branch": "a"})
+        other.append_event("event", {"branch": "b"})
+        issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
+        Witness(witness_url).publish(other.ledger_id, sign_checkpoint(other))  # the forker signs their own
+        report = ledger.audit(files=FilesMode.NONE, witness=witness_url)
+        assert first(report) == (4, FindingClass.CONSISTENCY)
+        assert any("fork" in f.message for f in report.findings)
+        other.store.engine.dispose()
+    finally:
+        _drop_copy(other_url)
+
+
+def test_incremental_audit(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    for i in range(4):
+        ledger.append_event("event", {"n": 200 + i})
+    report = audit(ledger, ledger_ws, witness_url, incremental=True)
+    assert report.clean and report.blocks_checked == 4
+    value = bytearray(ledger.block(10).signature)
+    value[0] ^= 1
+    tamper(ledger_ws.db_url, ("UPDATE blocks SET signature = :v WHERE height = 10", {"v": bytes(value)}))
+    assert first(audit(ledger, ledger_ws, witness_url, incremental=True)) == (10, FindingClass.SIGNATURE)
+
+
+def test_incremental_catches_rewrite_below_trusted(ledger_ws: Workspace, witness_url: str) -> None:
+    ledger = build(ledger_ws, witness_url, every=False)
+    reseal(ledger_ws, ledger, 3, load_key_file(ledger_ws.key, None), {"note": "x"})
+    report = audit(ledger, ledger_ws, None, incremental=True)
+    assert first(report)[1] is FindingClass.CONSISTENCY
+
+
+# --- parallel verification agrees with the reference -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("attack", ["none", "delete", "signature", "leaf"])
+def test_parallel_matches_reference(ledger_ws: Workspace, attack: str) -> None:
+    ledger = build(ledger_ws, None, every=False, count=21)
+    if attack == "delete":
+        tamper(ledger_ws.db_url, "DELETE FROM blocks WHERE height IN (8, 9, 10, 11, 17)")
+    elif attack == "signature":
+        tamper(ledger_ws.db_url, ("UPDATE blocks SET signature = :s WHERE height = 13", {"s": b"\x01" * 64}))
+    elif attack == "leaf":
+        tamper(ledger_ws.db_url, ("UPDATE merkle_nodes SET hash = :h WHERE level = 0 AND idx = 9", {"h": b"1" * 32}))
+    url = ledger.store.engine.url.render_as_string(hide_password=False)
+    sizes = list(range(1, 23))
+    parallel = verify_chain(Store.open(url), workers=2, targets=sizes, chunk_level=2, parallel_threshold=0)
+    single = verify_chain(Store.open(url), workers=1, targets=sizes, chunk_level=30)
+    reference = reference_chain(ledger.blocks())
+    heights = {(f.height, f.kind) for f in reference}
+    assert {(f.height, f.kind) for f in parallel.scan.findings} >= heights
+    assert {(f.height, f.kind) for f in single.scan.findings} >= heights
+    if attack in ("none", "leaf"):
+        assert parallel.roots == single.roots
+        leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
+        assert parallel.roots[22] == merkle.root_from_leaves(leaves)
+    if attack == "leaf":
+        assert (9, FindingClass.CONSISTENCY) in {(f.height, f.kind) for f in parallel.scan.findings}
+    if attack == "none":
+        assert parallel.scan.findings == [] and parallel.scan.count == 22
+
+
+# --- key rotation -----------------------------------------------------------------------------------------------
+
+
+def test_key_rotation(ledger_ws: Workspace, witness_url: str) -> None:
+    from ledger.rotation import rotate
+
+    ledger = build(ledger_ws, witness_url, count=2)
+    old = ledger.key
+    new = SigningKey.generate()
+    block = rotate(ledger, new, reason="scheduled")
+    assert block.key_id == old.key_id and block.data()["previous_key_id"] == old.key_id
+    after = ledger.append_event("event", {"n": "after"})
+    assert after.key_id == new.key_id
+    issued = issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
+    assert issued.signed.checkpoint.size == 5
+    assert audit(ledger, ledger_ws, witness_url).clean
+    stale = Ledger.open(ledger_ws.db_url, models_dir=ledger_ws.models, key=old)
+    with pytest.raises(KeyFileError, match="retired"):
+        stale.append_event("event", {"n": "stale"})
+    with pytest.raises(KeyFileError, match="retired"):
+        sign_checkpoint(stale)
+    # an attacker holding the retired key appends around the check
+    head = ledger.head()
+    forged = seal(
+        height=head.height + 1,
+        prev_hash=head.block_hash,
+        timestamp=head.timestamp,
+        kind="event",
+        payload={"n": "forged"},
+        key=old,
+    )
+    leaf = merkle.leaf_hash(bytes.fromhex(forged.block_hash))
+    with ledger.store.reading() as connection:
+        nodes, _ = merkle.completed_nodes(forged.height, leaf, merkle.load_frontier(NodesOf(connection), forged.height))
+    from ledger.store import Store
+
+    ledger.store.write(lambda c: (Store.insert_block(c, forged), Store.insert_nodes(c, nodes)))
+    assert first(audit(ledger, ledger_ws, witness_url)) == (forged.height, FindingClass.SIGNATURE)
+
+
+def test_checkpoint_signed_by_retired_key(ledger_ws: Workspace, witness_url: str) -> None:
+    from ledger.note import Checkpoint, SignedCheckpoint
+    from ledger.rotation import rotate
+
+    ledger = build(ledger_ws, witness_url, count=2)
+    old = ledger.key
+    rotate(ledger, SigningKey.generate(), reason="compromise")
+    late = SignedCheckpoint.sign(
+        Checkpoint(ledger.origin, 4, ledger.root(4)), name=ledger.origin, private_key=old.private
+    )
+    report = ledger.audit(files=FilesMode.NONE, checkpoint_files=(("late.note", late.note),))
+    assert [f.kind for f in report.findings] == [FindingClass.SIGNATURE]
+
+
+def test_cli_rotate_in_place(ledger_ws: Workspace) -> None:
+    old = load_key_file(ledger_ws.key, None)
+    result = ledger_ws.cli("keys", "rotate", "--reason", "test", check=True)
+    assert "retired key kept" in result.stdout
+    new = load_key_file(ledger_ws.key, None)
+    assert new.key_id != old.key_id
+    assert (ledger_ws.key.stat().st_mode & 0o777) == 0o600
+    assert load_key_file(ledger_ws.key.with_name(f"key.pem.retired-{old.key_id}"), None).key_id == old.key_id
+    shown = ledger_ws.cli("--json", "keys", "show", check=True)
+    assert json.loads(shown.stdout)["verifier_key"].split("+")[0] == open_ledger(ledger_ws).origin
+    ledger_ws.cli("checkpoint", check=True)
+    assert ledger_ws.cli("audit", "--files", "none").returncode == 0
