@@ -179,6 +179,7 @@ class Context:
     scratch: Path
     pg_admin_url: str | None
     log: Callable[[str], None] = field(default=lambda _m: None)
+    cache: dict[str, Any] = field(default_factory=dict)
 
     def dir(self, name: str) -> Path:
         """A fresh empty directory under the scratch directory."""

@@ -191,9 +191,7 @@ class Store:
     def insert_nodes(connection: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Persist completed Merkle subtree hashes."""
         if nodes:
-            connection.execute(
-                _NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-            )
+            connection.execute(_NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
 
     @staticmethod
     def nodes(connection: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -221,9 +219,7 @@ class Store:
     @staticmethod
     def insert_checkpoint(connection: Connection, *, size: int, root: str, note: bytes, created: str) -> None:
         """Store a signed checkpoint the ledger issued."""
-        connection.execute(
-            _CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}]
-        )
+        connection.execute(_CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}])
 
 
 def _row_values(block: Block) -> dict[str, Any]:
