@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ledger.canonical import canonical, decode
@@ -94,27 +94,17 @@ def seal(
 ) -> Block:
     """Canonicalise ``payload``, hash every field and sign: the one way blocks are made."""
     body = canonical(payload)
-    digest = payload_hash(body)
-    block_hash = hashlib.sha256(
-        header_bytes(
-            format=FORMAT_VERSION,
-            height=height,
-            prev_hash=prev_hash,
-            timestamp=timestamp,
-            kind=kind,
-            payload_hash=digest,
-            key_id=key.key_id,
-        )
-    ).digest()
-    return Block(
+    unsigned = Block(
         format=FORMAT_VERSION,
         height=height,
         prev_hash=prev_hash,
         timestamp=timestamp,
         kind=kind,
         payload=body,
-        payload_hash=digest,
+        payload_hash=payload_hash(body),
         key_id=key.key_id,
-        block_hash=block_hash.hex(),
-        signature=key.sign(block_hash),
+        block_hash="",
+        signature=b"",
     )
+    digest = unsigned.computed_hash()
+    return replace(unsigned, block_hash=digest, signature=key.sign(bytes.fromhex(digest)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -9,7 +10,7 @@ import random
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 import blake3
 import pytest
@@ -153,18 +154,22 @@ def test_path_under_a_file(tmp_path: Path) -> None:
     assert_one_line_naming(exc, path)
 
 
-def test_unreadable_file(tmp_path: Path) -> None:
+def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permission denied at open (simulated: the suite runs as root, which reads mode-000 files)."""
     path = tmp_path / "secret"
     path.write_bytes(b"x")
-    path.chmod(0)
-    try:
-        if os.access(path, os.R_OK):
-            pytest.skip("running with privileges that read mode-000 files")
-        with pytest.raises(FileInputError) as exc:
-            hash_file(path)
-        assert_one_line_naming(exc, path)
-    finally:
-        path.chmod(0o600)
+    real_open = os.open
+
+    def deny(target: str | os.PathLike[str], *args: Any, **kwargs: Any) -> int:
+        if os.fspath(target) == os.fspath(path):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", deny)
+    with pytest.raises(FileInputError) as exc:
+        hash_file(path)
+    assert_one_line_naming(exc, path)
+    assert "permission denied" in str(exc.value).lower()
 
 
 def test_symlink_followed_or_refused(tmp_path: Path) -> None:

@@ -1,0 +1,205 @@
+"""The core CLI contract as a user meets it: real subprocesses, exit codes, one-line errors, unchanged ledger."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ledger.signing import SigningKey, write_key_file
+from tests.conftest import Workspace, open_ledger
+
+
+def head_hash(ws: Workspace) -> str:
+    """The current head, to prove a refused command changed nothing."""
+    return str(open_ledger(ws, signing=False).head().block_hash)
+
+
+def assert_refused(result: object, code: int) -> None:
+    """Exit ``code``, exactly one line on stderr, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr)  # type: ignore[attr-defined]
+    lines = result.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
+    assert lines[0].startswith("ledger: error: ")
+    assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
+
+
+def test_quickstart_flow(workspace: Workspace) -> None:
+    workspace.cli("init", "--origin", "test.example/ledger", check=True)
+    workspace.write_version("oneseek-7b-zero-v1.0")
+    out = workspace.cli("--json", "append", str(workspace.models / "oneseek-7b-zero-v1.0.pth"), check=True)
+    block = json.loads(out.stdout)
+    assert block["height"] == 1 and block["kind"] == "version"
+    audit = workspace.cli("--json", "audit", "--files", "full", check=True)
+    report = json.loads(audit.stdout)
+    assert report["clean"] is True and report["blocks_checked"] == 2
+    log = workspace.cli("log", "--limit", "5", check=True)
+    assert "oneseek-7b-zero-v1.0" in log.stdout and "genesis" in log.stdout
+    show = workspace.cli("show", "v1.0", check=True)
+    assert "oneseek-7b-zero" in show.stdout
+    assert workspace.cli("db", "current", check=True).stdout.startswith("database revision 0001")
+    keys = workspace.cli("--json", "keys", "show", check=True)
+    assert json.loads(keys.stdout)["key_id"] == block["key_id"]
+
+
+def test_audit_exit_code_on_findings(ledger_ws: Workspace) -> None:
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    ledger_ws.cli("append", str(weights), check=True)
+    weights.unlink()
+    result = ledger_ws.cli("audit")
+    assert result.returncode == 1
+    assert "file-missing" in result.stdout
+    assert ledger_ws.cli("audit", "--files", "none").returncode == 0
+
+
+def _write_meta_bytes(ws: Workspace, data: bytes) -> list[str]:
+    ws.write_version("oneseek-7b-zero-v1.0")
+    (ws.models / "oneseek-7b-zero-v1.0.json").write_bytes(data)
+    return ["append", str(ws.models / "oneseek-7b-zero-v1.0.pth")]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing file", "directory", "empty file", "invalid json", "not an object", "duplicate keys", "outside models"],
+)
+def test_bad_input_exit_2_unchanged(ledger_ws: Workspace, case: str) -> None:
+    before = head_hash(ledger_ws)
+    weights = ledger_ws.models / "oneseek-7b-zero-v1.0.pth"
+    if case == "missing file":
+        args = ["append", str(weights)]
+    elif case == "directory":
+        weights.mkdir()
+        args = ["append", str(weights)]
+    elif case == "empty file":
+        ledger_ws.write_version("oneseek-7b-zero-v1.0", content=b"")
+        args = ["append", str(weights)]
+    elif case == "invalid json":
+        args = _write_meta_bytes(ledger_ws, b'{"version": "1.0",')
+    elif case == "not an object":
+        args = _write_meta_bytes(ledger_ws, b"[1, 2, 3]")
+    elif case == "duplicate keys":
+        args = _write_meta_bytes(ledger_ws, b'{"version": "1.0", "version": "1.0"}')
+    else:
+        outside = ledger_ws.root / "oneseek-7b-zero-v1.0.pth"
+        outside.write_bytes(b"x")
+        args = ["append", str(outside)]
+    files_before = sorted((p.name, p.read_bytes() if p.is_file() else b"") for p in ledger_ws.models.iterdir())
+    assert_refused(ledger_ws.cli(*args), 2)
+    assert head_hash(ledger_ws) == before
+    assert sorted((p.name, p.read_bytes() if p.is_file() else b"") for p in ledger_ws.models.iterdir()) == files_before
+
+
+def test_unreadable_file(ledger_ws: Workspace) -> None:
+    """A weights path that cannot be opened as a file (a FIFO stands in: root reads mode-000 files)."""
+    before = head_hash(ledger_ws)
+    ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    weights = ledger_ws.models / "oneseek-7b-zero-v1.0.pth"
+    weights.unlink()
+    os.mkfifo(weights)
+    assert_refused(ledger_ws.cli("append", str(weights)), 2)
+    assert head_hash(ledger_ws) == before
+
+
+def test_malformed_database_url(workspace: Workspace) -> None:
+    assert_refused(workspace.cli("--db", "not a url", "log"), 2)
+    assert_refused(workspace.cli("--db", "mysql://x@localhost/db", "log"), 2)
+
+
+def test_unreachable_database(workspace: Workspace) -> None:
+    result = workspace.cli("--db", "postgresql://postgres@127.0.0.1:1/none", "log")
+    assert_refused(result, 3)
+
+
+def test_no_ledger_yet(workspace: Workspace) -> None:
+    assert_refused(workspace.cli("audit"), 3)
+
+
+def test_missing_key(ledger_ws: Workspace) -> None:
+    before = head_hash(ledger_ws)
+    ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    result = ledger_ws.cli(
+        "append", str(ledger_ws.models / "oneseek-7b-zero-v1.0.pth"), LEDGER_KEY=str(ledger_ws.root / "nope.pem")
+    )
+    assert_refused(result, 3)
+    assert "key file not found" in result.stderr
+    assert head_hash(ledger_ws) == before
+
+
+def test_group_readable_key_refused(ledger_ws: Workspace) -> None:
+    ledger_ws.key.chmod(0o644)
+    ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    result = ledger_ws.cli("append", str(ledger_ws.models / "oneseek-7b-zero-v1.0.pth"))
+    assert_refused(result, 3)
+    assert "chmod 600" in result.stderr
+
+
+def test_encrypted_key_and_wrong_passphrase(workspace: Workspace) -> None:
+    key = workspace.root / "enc.pem"
+    generated = workspace.cli("keys", "generate", LEDGER_KEY=str(key), LEDGER_KEY_PASSPHRASE="correct horse")
+    assert generated.returncode == 0, generated.stderr
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert b"ENCRYPTED" in key.read_bytes()
+    assert_refused(workspace.cli("init", LEDGER_KEY=str(key), LEDGER_KEY_PASSPHRASE="wrong"), 3)
+    assert_refused(workspace.cli("init", LEDGER_KEY=str(key)), 3)
+    workspace.cli("init", LEDGER_KEY=str(key), LEDGER_KEY_PASSPHRASE="correct horse", check=True)
+
+
+def test_second_init_refused(ledger_ws: Workspace) -> None:
+    before = head_hash(ledger_ws)
+    assert_refused(ledger_ws.cli("init"), 2)
+    assert head_hash(ledger_ws) == before
+
+
+def test_keys_generate_refuses_overwrite(workspace: Workspace) -> None:
+    before = workspace.key.read_bytes()
+    assert_refused(workspace.cli("keys", "generate"), 2)
+    assert workspace.key.read_bytes() == before
+
+
+def test_debug_shows_traceback(workspace: Workspace) -> None:
+    result = workspace.cli("--debug", "audit")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_usage_error_exit_2(workspace: Workspace) -> None:
+    assert workspace.cli("audit", "--files", "sometimes").returncode == 2
+    assert workspace.cli("no-such-command").returncode == 2
+
+
+def test_help_does_not_import_heavy_modules(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = "import sys, cli.main; cli.main.app(['--help'], standalone_mode=False); " + (
+        "print(','.join(m for m in ('torch','sqlalchemy','matplotlib','fsspec','weasyprint') if m in sys.modules), "
+        "file=sys.stderr)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Usage" in result.stdout
+    assert result.stderr.strip() == ""
+
+
+def test_audit_does_not_import_torch(ledger_ws: Workspace) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    code = "import sys; from cli.main import app; app(['audit'], standalone_mode=False); print('torch' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**ledger_ws.env(), "PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "False", result.stdout + result.stderr
+
+
+def test_key_generated_for_library(tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    write_key_file(path, SigningKey.generate(), b"pw")
+    assert path.stat().st_mode & 0o777 == 0o600
