@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.harness import Figure
+from benchmarks.harness import Figure, Measure
 
 HEADERS = ("figure", "ours", "reference", "ratio", "goal", "met?")
 
@@ -35,10 +35,40 @@ def table(figures: Sequence[Figure]) -> str:
     return "\n".join(lines)
 
 
-def markdown(figures: Sequence[Figure]) -> str:
-    """The same table as GitHub Markdown, with the method column."""
-    out = ["| " + " | ".join((*HEADERS, "method")) + " |", "|" + "---|" * (len(HEADERS) + 1)]
-    for figure in figures:
-        cells = [c.replace("|", "\\|") for c in (*_cells(figure), figure.method)]
-        out.append("| " + " | ".join(cells) + " |")
+def _measure_text(measure: dict[str, object] | None) -> str:
+    if not measure:
+        return "-"
+    value = measure["value"]
+    assert isinstance(value, float | int)
+    return str(Measure(float(value), str(measure["unit"])))
+
+
+def markdown_from_json(data: dict[str, object]) -> str:
+    """The Markdown results table from a results file (``python -m benchmarks.report FILE``)."""
+    out = [
+        "| figure | ours | reference | ratio | goal | met? | method |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    figures = data["figures"]
+    assert isinstance(figures, list)
+    for f in figures:
+        met = {True: "yes", False: "**NO**", None: "-"}[f["met"]]
+        if f["status"] != "ok":
+            met = f["status"]
+        reference = _measure_text(f["reference"])
+        if f["reference"]:
+            reference += f" ({f['reference_name']})"
+        ratio = f"{f['ratio']:.2f}x" if f["ratio"] is not None else "-"
+        goal = f["goal"]["text"] if f["goal"] else "(reported)"
+        method = f["method"] + "".join(f"; {n}" for n in f["notes"])
+        cells = [f["name"], _measure_text(f["ours"]), reference, ratio, goal, met, method]
+        out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown_from_json(json.loads(Path(sys.argv[1]).read_text())))
