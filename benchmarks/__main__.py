@@ -62,22 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     figures: list[Figure] = []
+
+    def save() -> None:  # after every group, so a long run that dies keeps what it measured
+        result = {
+            "schema": "ledger-bench/v1",
+            "smoke": args.smoke,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(time.time() - started, 1),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+            "sizes": {name: getattr(sizes, name) for name in sizes.__slots__},
+            "figures": [figure.to_json() for figure in figures],
+        }
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=args.scratch) as scratch:
         ctx = Context(sizes, args.smoke, Path(scratch), pg_admin_url(), log)
         for name in names:
             log(f"[{name}] running")
-            figures.extend(run_group(name, ctx))
+            group = run_group(name, ctx)
+            log(table(group))
+            figures.extend(group)
+            save()
     print(table(figures))
-    result = {
-        "schema": "ledger-bench/v1",
-        "smoke": args.smoke,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "seconds": round(time.time() - started, 1),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "sizes": sizes.__dict__ if hasattr(sizes, "__dict__") else {k: getattr(sizes, k) for k in sizes.__slots__},
-        "figures": [figure.to_json() for figure in figures],
-    }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
     log(f"results written to {args.out}")
     return 1 if any(f.status is Status.ERROR for f in figures) else 0
 

@@ -66,9 +66,20 @@ def markdown_from_json(data: dict[str, object]) -> str:
     return "\n".join(out)
 
 
+def merge(files: Sequence[dict[str, object]]) -> dict[str, object]:
+    """Several results files as one: a figure measured in a later file replaces the same figure before it."""
+    by_name: dict[str, object] = {}
+    for data in files:
+        figures = data["figures"]
+        assert isinstance(figures, list)
+        for figure in figures:
+            by_name[figure["name"]] = figure
+    return {**files[-1], "figures": list(by_name.values())}
+
+
 if __name__ == "__main__":
     import json
     import sys
     from pathlib import Path
 
-    print(markdown_from_json(json.loads(Path(sys.argv[1]).read_text())))
+    print(markdown_from_json(merge([json.loads(Path(name).read_text()) for name in sys.argv[1:]])))
