@@ -51,6 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks every benchmark runs")
     parser.add_argument("--only", nargs="+", choices=sorted(GROUPS), metavar="NAME", help=f"groups: {sorted(GROUPS)}")
     parser.add_argument("--out", type=Path, default=Path("bench-results.json"), help="JSON results file")
+    parser.add_argument(
+        "--chain-db",
+        nargs=2,
+        type=Path,
+        metavar=("DB", "KEY"),
+        help="reuse a prebuilt big SQLite ledger and its key for the chain figures (copied, never changed)",
+    )
     parser.add_argument("--scratch", type=Path, default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args(argv)
 
@@ -77,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="ledger-bench-", dir=args.scratch) as scratch:
         ctx = Context(sizes, args.smoke, Path(scratch), pg_admin_url(), log)
+        ctx.chain_db = tuple(args.chain_db) if args.chain_db else None
         for name in names:
             log(f"[{name}] running")
             group = run_group(name, ctx)

@@ -180,6 +180,8 @@ class Context:
     pg_admin_url: str | None
     log: Callable[[str], None] = field(default=lambda _m: None)
     cache: dict[str, Any] = field(default_factory=dict)
+    chain_db: tuple[Path, Path] | None = None
+    """A prebuilt big ledger (SQLite file, its key) to reuse instead of building one: it is copied first."""
 
     def dir(self, name: str) -> Path:
         """A fresh empty directory under the scratch directory."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -90,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument(
+        "--big",
+        nargs=2,
+        type=Path,
+        metavar=("DB", "KEY"),
+        help="a prebuilt SQLite ledger and its key for the largest point (copied; the sizes below it are grown)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "img")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -106,6 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             if missing > 0:
                 bulk.extend(ledger, missing, log=log)
             rows.append(measure(ledger, args.samples))
+            log(json.dumps(rows[-1]))
+        if args.big is not None:
+            big = make_bench(ctx, "big")
+            shutil.copyfile(args.big[0], big.models / "ledger.db")
+            shutil.copyfile(args.big[1], big.key)
+            rows.append(measure(big.open(), args.samples))
             log(json.dumps(rows[-1]))
     (args.out / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
     for path in plot(rows, args.out):

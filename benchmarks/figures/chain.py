@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import statistics
 import time
 
@@ -43,11 +44,17 @@ def run_figures(ctx: Context) -> list[Figure]:
     from ledger.store import Store
 
     bench = make_bench(ctx, "chain")
-    ledger = bench.create()
-    count = ctx.sizes.chain_blocks
-    start = time.perf_counter()
-    bulk.extend(ledger, count - 1, log=ctx.log)
-    ctx.log(f"  bulk build of {count:,} blocks took {time.perf_counter() - start:.0f} s")
+    if ctx.chain_db is not None:
+        db, key = ctx.chain_db
+        shutil.copyfile(db, bench.models / "ledger.db")
+        shutil.copyfile(key, bench.key)
+        ledger = bench.open()
+    else:
+        ledger = bench.create()
+        count = ctx.sizes.chain_blocks
+        start = time.perf_counter()
+        bulk.extend(ledger, count - 1, log=ctx.log)
+        ctx.log(f"  bulk build of {count:,} blocks took {time.perf_counter() - start:.0f} s")
     size = ledger.head().height + 1
 
     cores = os.cpu_count() or 1
