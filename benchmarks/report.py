@@ -60,7 +60,7 @@ def markdown_from_json(data: dict[str, object]) -> str:
             reference += f" ({f['reference_name']})"
         ratio = f"{f['ratio']:.2f}x" if f["ratio"] is not None else "-"
         goal = f["goal"]["text"] if f["goal"] else "(reported)"
-        method = f["method"] + "".join(f"; {n}" for n in f["notes"])
+        method = "; ".join(part for part in (f["method"], *f["notes"]) if part)
         cells = [f["name"], _measure_text(f["ours"]), reference, ratio, goal, met, method]
         out.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     return "\n".join(out)
