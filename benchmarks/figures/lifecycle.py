@@ -91,7 +91,7 @@ def _backup(ctx: Context) -> Figure:
     gib = total / GIB
     n = ctx.sizes.big_repeats
     with s3_server() as endpoint:
-        env = bench.env(**CREDENTIALS, AWS_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL_S3=endpoint)
+        env = bench.env(**CREDENTIALS, LEDGER_S3_ENDPOINT_URL=endpoint, AWS_ENDPOINT_URL=endpoint)
         os.environ.update(CREDENTIALS)
         fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, key="benchmark", secret="benchmark")
         fs.mkdir("bench-ref")
