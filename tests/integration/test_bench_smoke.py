@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +37,9 @@ def test_smoke_runs_every_figure(tmp_path: Path) -> None:
     for name, figure in figures.items():
         assert figure["status"] != "error", (name, figure["notes"])
         if figure["status"] == "not available":
-            assert name in OPTIONAL, f"{name} must produce numbers"
+            # PostgreSQL may be down on a developer machine; under CI=true it must run (conftest's rule).
+            allowed = OPTIONAL | ({"append-postgres"} if os.environ.get("CI") != "true" else set())
+            assert name in allowed, f"{name} must produce numbers"
             continue
         ours, reference = figure["ours"], figure["reference"]
         assert ours["value"] > 0 and reference["value"] > 0, name
