@@ -21,7 +21,8 @@ def exit_code(error: LedgerError) -> int:
     return EXIT_INPUT
 
 
-def one_line(error: BaseException) -> str:
-    """The error's message folded onto one line."""
+def one_line(error: BaseException | str) -> str:
+    """The error's message folded onto one line, control characters escaped (no terminal escape injection)."""
     text = " ".join(str(error).split())
+    text = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
     return text or type(error).__name__

@@ -6,6 +6,7 @@ Library modules are imported inside the commands so that ``ledger --help`` start
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -22,6 +23,43 @@ if TYPE_CHECKING:
 
 class LedgerGroup(TyperGroup):
     """Top-level group: turns library errors into a one-line message and the mapped exit code."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Let ``audit --remote`` stand alone as ``--remote=size`` (``--remote=full`` re-hashes)."""
+        if "audit" in args:
+            start = args.index("audit")
+            args = args[:start] + ["--remote=size" if a == "--remote" else a for a in args[start:]]
+        return list(super().parse_args(ctx, args))
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the CLI; usage errors become one line on stderr and exit 2 (not a multi-line box)."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **kwargs)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **kwargs)
+        except NoArgsIsHelpError as error:
+            error.show()
+            raise SystemExit(error.exit_code) from None
+        except ClickException as error:
+            hint = ""
+            if isinstance(error, UsageError) and error.ctx is not None:
+                hint = f" (see '{error.ctx.command_path} --help')"
+            typer.echo(f"ledger: error: {one_line(error.format_message())}{hint}", err=True)
+            raise SystemExit(error.exit_code) from None
+        except typer.Abort:
+            typer.echo("ledger: error: aborted", err=True)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
         """Run the command; ``--debug`` lets the traceback through."""
@@ -177,6 +215,10 @@ def append(
 def audit(
     ctx: typer.Context,
     files: Annotated[str, typer.Option(help="File check: full (re-hash), quick (size+mtime) or none.")] = "quick",
+    remote: Annotated[
+        str | None,
+        typer.Option("--remote", metavar="[=full]", help="Check recorded backups: --remote (size), --remote=full."),
+    ] = None,
 ) -> None:
     """Verify every block, the database guards and the files; exit 1 on findings."""
     from cli import render
@@ -187,7 +229,12 @@ def audit(
         mode = FilesMode(files)
     except ValueError:
         fail(f"--files must be full, quick or none, not {files!r}", EXIT_INPUT)
-    report = open_ledger(settings).audit(files=mode)
+    ledger = open_ledger(settings)
+    report = ledger.audit(files=mode)
+    if remote is not None:
+        from cli.lifecycle import audit_remote
+
+        report = audit_remote(settings, ledger, report, remote)
     emit(settings, report.to_json(), render.audit_text(report))
     if not report.clean:
         raise typer.Exit(EXIT_FINDINGS)
@@ -278,3 +325,9 @@ def keys_show(ctx: typer.Context) -> None:
 def run() -> None:
     """Console-script entry point (Typer's standalone mode: usage errors exit 2)."""
     app()
+
+
+from cli import export as _export  # noqa: E402,F401  (registers commands)
+from cli import lifecycle as _lifecycle  # noqa: E402,F401  (registers commands)
+from cli import security as _security  # noqa: E402,F401  (registers commands)
+from cli import versions as _versions  # noqa: E402,F401  (registers commands)

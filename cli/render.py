@@ -65,6 +65,7 @@ def audit_text(report: AuditReport) -> str:
         f"{report.files_checked} files ({report.files_mode})"
     ]
     lines.extend(f"note: {note}" for note in report.notes)
+    lines.extend(f"pruned {version} (backup at {location})" for version, location in report.pruned)
     for f in report.findings:
         where = f"height {f.height}" if f.height is not None else "-"
         severity = "warning" if f.is_warning else "FINDING"

@@ -7,10 +7,10 @@ its payload against it, seals and signs the block, and stores it with its Merkle
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -28,9 +28,10 @@ from ledger.audit import (
     stage_warnings,
 )
 from ledger.block import GENESIS_PREV_HASH, Block, seal
-from ledger.canonical import decode
+from ledger.canonical import canonical, decode
 from ledger.chain import GENESIS
 from ledger.errors import AlreadyExistsError, KeyFileError, NotFoundError, StorageError, VersionOrderError
+from ledger.faults import crash_point
 from ledger.fsutil import write_atomic
 from ledger.recording import PreparedVersion, prepare_version
 from ledger.signing import SigningKey, load_key_file
@@ -242,6 +243,11 @@ class Ledger:
             files_mode=files,
             files_checked=checked,
             notes=tuple(notes),
+            pruned=tuple(
+                (state.name, str(state.pruned.get("location")))
+                for state in scan.versions.values()
+                if state.pruned is not None
+            ),
         )
 
     # --- writing ------------------------------------------------------------------------------
@@ -280,17 +286,82 @@ class Ledger:
             data=data,
             progress=progress,
         )
+        crash_point("append:hashed")
         return self.commit_version(prepared)
 
-    def commit_version(self, prepared: PreparedVersion) -> Block:
-        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON."""
+    def commit_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
+        """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON.
+
+        Re-running an append whose block was committed but whose metadata write-back was cut off (a crash, a
+        full disk) finds the identical block and only finishes the write-back, so running it again succeeds.
+        """
         self.key  # fail before anything else when there is no key  # noqa: B018
-        block = self._commit(VERSION, lambda connection, _head: _version_payload(connection, prepared))
+        block = self._recorded_identically(prepared) if place is None else None
+        if block is None:
+            block = self.record_version(prepared, place=place)
+        crash_point("commit:done")
+        self.write_block_reference(prepared, block)
+        return block
+
+    def record_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
+        """Commit a prepared version's block; the order and stage rules are checked under the write lock.
+
+        ``place`` (used by ``save_version``) runs under the write lock once the order check has passed, to move
+        the files into their ledgered names; it must be safe to run again (a busy database retries the build).
+        """
+        self.key  # fail before anything else when there is no key  # noqa: B018
+
+        def build(connection: Connection, _head: Block) -> tuple[dict[str, Any], IndexEntry]:
+            payload = _version_payload(connection, prepared)
+            if place is not None:
+                place()
+            return payload
+
+        return self._commit(VERSION, build)
+
+    def write_block_reference(self, prepared: PreparedVersion, block: Block) -> None:
+        """Rewrite the metadata file atomically with ``ledger_block_id`` / ``ledger_block_hash`` of its block."""
         referenced = metadata_rules.with_block_reference(
             prepared.metadata, height=block.height, block_hash=block.block_hash
         )
         write_atomic(prepared.metadata_path, _pretty_json(referenced))
-        return block
+
+    def save_version(
+        self,
+        obj: Any,
+        metadata: Mapping[str, Any],
+        *,
+        kind: Literal["major", "micro"] = "micro",
+        stage: int | None = None,
+        question: str | None = None,
+        adapter_dir: Path | None = None,
+        data: Path | None = None,
+    ) -> Block:
+        """Save a torch state dict (or module) as the model's next major or micro version and record it.
+
+        See ``ledger.saving.save_version``: weights are hashed while ``torch.save`` streams them out, and no file
+        is left under a ledgered name unless the block commits.
+        """
+        from ledger.saving import save_version
+
+        return save_version(
+            self, obj, metadata, kind=kind, stage=stage, question=question, adapter_dir=adapter_dir, data=data
+        )
+
+    def last_version(self, model: str) -> VersionRecord | None:
+        """The latest version of ``model`` (id, stage, question), or None when it has none."""
+        with self.store.reading() as connection:
+            last = _last_version(connection, model)
+        return None if last is None else last[0]
+
+    def _recorded_identically(self, prepared: PreparedVersion) -> Block | None:
+        """The block already recording exactly this version (same files, digests and metadata), if any."""
+        try:
+            block = self.version_block(prepared.name.slug, prepared.name.version)
+        except NotFoundError:
+            return None
+        recorded = {k: v for k, v in decode(block.payload).items() if k != "parent"}
+        return block if recorded == decode(canonical(prepared.body)) else None
 
     def next_version(self, model: str, *, major: bool) -> VersionId:
         """The version number the next major or micro save of ``model`` gets."""
@@ -320,6 +391,7 @@ class Ledger:
                 key=key,
             )
             frontiers.append(_store_block(connection, block, index, known))
+            crash_point("commit:inserted")
             return block
 
         try:

@@ -47,6 +47,7 @@ class AuditReport:
     files_mode: FilesMode
     files_checked: int
     notes: tuple[str, ...] = ()
+    pruned: tuple[tuple[str, str], ...] = ()  # (version, backup location) for versions pruned by policy
 
     @property
     def clean(self) -> bool:
@@ -62,6 +63,7 @@ class AuditReport:
             "head": {"height": self.head_height, "hash": self.head_hash},
             "files": {"mode": str(self.files_mode), "checked": self.files_checked},
             "notes": list(self.notes),
+            "pruned": [{"version": version, "location": location} for version, location in self.pruned],
             "findings": [
                 {
                     "height": f.height,
@@ -115,6 +117,8 @@ def scan_chain(blocks: Iterable[Any]) -> ChainScan:
         scan.head_height, scan.head_hash = block.height, block.block_hash
         if problem is None and block.kind == "version":
             _record_version(scan, block.height, payload_of(block))
+        elif problem is None and block.kind in ("prune", "restore"):
+            _record_lifecycle(scan, block.height, block.kind, payload_of(block))
     scan.findings.extend(walker.finish())
     return scan
 
@@ -128,6 +132,18 @@ def _record_version(scan: ChainScan, height: int, payload: dict[str, Any]) -> No
         return
     scan.versions[name] = VersionState(height, name, payload)
     scan.history.setdefault(str(payload.get("model")), []).append(record)
+
+
+def _record_lifecycle(scan: ChainScan, height: int, kind: str, payload: Any) -> None:
+    """A prune block marks its version's missing files as pruned (with the backup location); restore clears it."""
+    state = scan.versions.get(str(payload.get("version"))) if isinstance(payload, dict) else None
+    if state is None:
+        scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, f"{kind} block names no ledgered version"))
+        return
+    if kind == "prune":
+        state.pruned = {"height": height, "location": payload.get("location"), "files": payload.get("files")}
+    else:
+        state.pruned = None
 
 
 def stage_warnings(scan: ChainScan) -> list[Finding]:
@@ -181,6 +197,7 @@ def check_files(
             checked += 1
             findings.extend(_check_adapter(state, adapter, adapters_dir, mode))
     findings.extend(_unledgered(models_dir, ledgered))
+    findings.extend(_adapter_leftovers(adapters_dir))
     return findings, checked
 
 
@@ -200,7 +217,7 @@ def _check_weights(state: VersionState, record: dict[str, Any], root: Path, mode
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None:
+    if state.pruned is not None and not path.exists():
         return []
     try:
         info = path.stat()
@@ -269,7 +286,7 @@ def _check_adapter(state: VersionState, record: dict[str, Any], root: Path, mode
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None:
+    if state.pruned is not None and not path.exists():
         return []
     if not path.is_dir():
         return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
@@ -336,6 +353,21 @@ def _unledgered(models_dir: Path, ledgered: set[str]) -> list[Finding]:
         if (is_weight or is_temp) and name not in ledgered and entry.is_file(follow_symlinks=False):
             shown = display_path(name)
             out.append(Finding(None, None, FindingClass.UNLEDGERED, f"{shown} is not in the ledger", shown))
+    return out
+
+
+def _adapter_leftovers(adapters_dir: Path) -> list[Finding]:
+    """Hidden ``.<name>.<token>.tmp`` directories: adapters of a save that died before its block committed."""
+    out: list[Finding] = []
+    try:
+        entries = sorted(os.scandir(adapters_dir), key=lambda e: e.name)
+    except OSError:
+        return out
+    for entry in entries:
+        if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_dir(follow_symlinks=False):
+            shown = display_path(entry.name)
+            message = f"adapter directory {shown} is a leftover of an interrupted save, not in the ledger"
+            out.append(Finding(None, None, FindingClass.UNLEDGERED, message, shown))
     return out
 
 

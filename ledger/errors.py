@@ -63,6 +63,18 @@ class SelectionError(InputError):
     """A selection (versions, time range, format) is empty, reversed or unknown."""
 
 
+class RemoteURLError(InputError):
+    """A backup URL has an unknown scheme, embedded credentials, or no bucket or path."""
+
+
+class PruneRefusedError(InputError):
+    """Versions outside the retention policy have no verified backup, so prune removes nothing."""
+
+    def __init__(self, message: str, versions: tuple[str, ...]) -> None:
+        self.versions = versions
+        super().__init__(message)
+
+
 # --- environment (exit 3) ---------------------------------------------------------------------
 
 
@@ -99,3 +111,7 @@ class ProofError(VerificationError):
 
 class CheckpointError(VerificationError):
     """A checkpoint or signed note is malformed or does not verify."""
+
+
+class RemoteCopyError(VerificationError):
+    """A remote (backup) copy is missing, or its bytes do not match the digests the chain recorded."""

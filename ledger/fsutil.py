@@ -10,6 +10,7 @@ import stat
 from pathlib import Path, PurePosixPath
 
 from ledger.errors import FileInputError, StorageError, UnsafePathError
+from ledger.faults import crash_point
 
 _STORAGE_REASONS = {
     errno.ENOSPC: "no space left on device",
@@ -173,7 +174,9 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o666) -> None:
             os.fsync(fd)
             closing, fd = fd, -1
             os.close(closing)
+            crash_point("atomic:written")
             os.replace(tmp, path)
+            crash_point("atomic:renamed")
         except OSError as exc:
             raise _storage_error("write", path, exc) from None
         replaced = True

@@ -15,7 +15,7 @@ from typing import Any
 from ledger import metadata as metadata_rules
 from ledger.errors import FileInputError, InputError, MetadataError, NamingError, UnsafePathError
 from ledger.fsutil import display_path, relative_inside
-from ledger.hashing import hash_file
+from ledger.hashing import FileDigest, hash_file
 from ledger.manifest import Manifest, hash_directory
 from ledger.strictjson import read_object
 from ledger.tensors import summarise
@@ -72,7 +72,33 @@ def prepare_version(
         raise NamingError(f"metadata {display_path(metadata)} names {meta_name}, but the weights are {name}")
     metadata_path = models_dir / metadata_rel
     committed = metadata_rules.validate(read_object(metadata_path), expected=name)
+    committed, training_data = training_data_of(committed, data)
 
+    adapter_record = _adapter_record(adapters_dir, adapter, name)
+    weights_record = None
+    if weights_rel is not None:
+        weights_record = weights_record_of(weights_path, weights_rel, progress=progress)
+    if weights_record is None and adapter_record is None:
+        raise FileInputError(f"{name}: a version needs weights, an adapter directory, or both")
+    body = version_body(
+        name,
+        stage=stage,
+        question=question,
+        weights=weights_record,
+        metadata_rel=metadata_rel,
+        committed=committed,
+        training_data=training_data,
+        adapter=adapter_record,
+    )
+    return PreparedVersion(name, stage, question, metadata_path, committed, body)
+
+
+def training_data_of(committed: dict[str, Any], data: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check (or fill in) ``training_data_hash`` from ``data``; the ledger never just trusts a hash it can compute.
+
+    Returns the committed metadata (with the hash filled in when it was absent) and the payload's
+    ``training_data`` record.
+    """
     training_data: dict[str, Any] = {"computed": False}
     if data is not None:
         digest, data_kind = _hash_data(data)
@@ -83,34 +109,56 @@ def prepare_version(
     elif metadata_rules.DATA_HASH_KEY not in committed.get("provenance", {}):
         raise MetadataError(f"/provenance/{metadata_rules.DATA_HASH_KEY}", "is missing: give --data PATH to compute it")
     training_data["hash"] = committed["provenance"][metadata_rules.DATA_HASH_KEY]
+    return committed, training_data
 
-    adapter_record = _adapter_record(adapters_dir, adapter, name)
-    weights_record = None
-    if weights_rel is not None:
-        weights_record = _weights_record(weights_path, weights_rel, progress)
-    if weights_record is None and adapter_record is None:
-        raise FileInputError(f"{name}: a version needs weights, an adapter directory, or both")
 
-    body: dict[str, Any] = {
+def version_body(
+    name: VersionName,
+    *,
+    stage: int | None,
+    question: str | None,
+    weights: dict[str, Any] | None,
+    metadata_rel: str,
+    committed: dict[str, Any],
+    training_data: dict[str, Any],
+    adapter: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``version`` payload without its parent (decided under the write lock): one shape for every writer."""
+    return {
         "model": name.slug,
         "version": str(name.version),
         "name": str(name),
         "release": "major" if name.version.is_major else "micro",
         "stage": stage,
         "question": question,
-        "weights": weights_record,
+        "weights": weights,
         "metadata": {"path": metadata_rel, "content": committed},
         "training_data": training_data,
-        "adapter": adapter_record,
+        "adapter": adapter,
     }
-    return PreparedVersion(name, stage, question, metadata_path, committed, body)
 
 
-def _weights_record(path: Path, relative: str, progress: Callable[[int], None] | None) -> dict[str, Any]:
+def weights_record_of(
+    path: Path,
+    relative: str,
+    *,
+    digest: FileDigest | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The payload's ``weights`` record for the file at ``path``, recorded under ``relative``.
+
+    ``digest`` is the digest computed while the file was written (``save_version``): then the weights are not
+    read again; only the pickle's small ``data.pkl`` is read to describe the tensors.
+    """
     before = _stat(path)
     if before.st_size == 0:
         raise FileInputError(f"weight file {display_path(path)} is empty")
-    digest = hash_file(path, progress=progress)
+    if digest is None:
+        digest = hash_file(path, progress=progress)
+    elif digest.size != before.st_size:
+        raise FileInputError(
+            f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
+        )
     try:
         tensors: dict[str, Any] | None = summarise(path).to_json()
         refused = None
@@ -118,7 +166,7 @@ def _weights_record(path: Path, relative: str, progress: Callable[[int], None] |
         tensors, refused = None, str(exc)
     record: dict[str, Any] = {
         "path": relative,
-        "format": path.suffix.lstrip("."),
+        "format": Path(relative).suffix.lstrip("."),
         "size": digest.size,
         "sha256": digest.sha256,
         "blake3": digest.blake3,
@@ -139,9 +187,15 @@ def _adapter_record(adapters_dir: Path, adapter: Path | None, name: VersionName)
     if not adapters_dir.is_dir():
         raise FileInputError(f"adapters directory {display_path(adapters_dir)} does not exist")
     relative = relative_inside(adapters_dir, directory)
-    manifest = hash_directory(adapters_dir / relative)
+    return adapter_record_of(adapters_dir / relative, relative)
+
+
+def adapter_record_of(directory: Path, relative: str) -> dict[str, Any]:
+    """The payload's ``adapter`` record: the directory manifest (symlinks and special files refused) and the
+    ``base_model_name_or_path`` of its ``adapter_config.json`` when present; recorded under ``relative``."""
+    manifest = hash_directory(directory)
     record: dict[str, Any] = {"path": relative, "root": manifest.root, "manifest": manifest.to_json()}
-    base = _adapter_base_model(adapters_dir / relative, manifest)
+    base = _adapter_base_model(directory, manifest)
     if base is not None:
         record["base_model"] = base
     return record

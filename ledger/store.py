@@ -136,20 +136,32 @@ class Store:
     def write(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in a serialised write transaction, retrying busy or serialisation failures.
 
-        ``work`` must be safe to run again: the transaction it ran in was rolled back.
+        ``work`` must be safe to run again: the transaction it ran in was rolled back. A connection lost
+        while ``work`` runs (server restart, ``pg_terminate_backend``) is retried too: nothing was committed.
+        One lost during COMMIT is not, since the commit may have happened; the error says so.
         """
         for attempt in range(_RETRIES):
+            before_commit = False
             try:
                 with self.engine.connect() as raw:
                     connection = raw.execution_options(**{_WRITE: True})
                     with connection.begin():
+                        before_commit = True
                         if self.dialect == "postgresql":
                             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-                        return work(connection)
+                        result = work(connection)
+                        before_commit = False
+                    return result
             except IntegrityError:
                 raise
             except (OperationalError, DBAPIError) as exc:
-                if not _retryable(exc) or attempt == _RETRIES - 1:
+                dropped = exc.connection_invalidated
+                if not (_retryable(exc) or (dropped and before_commit)) or attempt == _RETRIES - 1:
+                    if dropped and not before_commit:
+                        raise StorageError(
+                            f"connection lost while committing ({describe(exc)}): the write may or may not have "
+                            "happened; check with `ledger log` before retrying"
+                        ) from exc
                     raise StorageError(f"database write failed: {describe(exc)}") from exc
                 time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
@@ -174,7 +186,9 @@ class Store:
         query = select(*_COLUMNS).where(_TABLE.c.height >= start).order_by(_TABLE.c.height)
         if end is not None:
             query = query.where(_TABLE.c.height < end)
-        for row in connection.execution_options(yield_per=batch).execute(query):
+        # per-statement options: Connection.execution_options() would switch the whole connection (and any
+        # later statement in its transaction, DDL included) to server-side cursors
+        for row in connection.execute(query, execution_options={"yield_per": batch}):
             yield _to_block(row)
 
     @staticmethod

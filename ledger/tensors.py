@@ -113,8 +113,13 @@ def _rebuild_parameter(data: Any, *_rest: Any) -> Any:
     return data
 
 
+class _OrderedDict(dict[Any, Any]):
+    """Stands in for ``collections.OrderedDict``; a subclass so that the pickle may set attributes on it
+    (``Module.state_dict()`` carries a ``_metadata`` attribute, restored by the pickle's BUILD)."""
+
+
 def _ordered_dict(*args: Any) -> dict[Any, Any]:
-    return dict(*args)
+    return _OrderedDict(*args)
 
 
 _ALLOWED: dict[tuple[str, str], Callable[..., Any]] = {

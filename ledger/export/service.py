@@ -1,0 +1,130 @@
+"""Exporting from a ledger: audit, checkpoint, build the report once, render it, then record the export block.
+
+The caller (the CLI) writes the bytes between ``produce`` and ``record``: the ``export`` block holds the
+SHA-256 of the final file, which is why a file never contains its own hash and the block comes last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ledger.audit import FilesMode
+from ledger.block import Block
+from ledger.export.interface import RenderContext
+from ledger.export.registry import formatter
+from ledger.export.report import Context, Report, Selection, Threshold, build_report
+from ledger.timeutil import now
+
+if TYPE_CHECKING:
+    from ledger.api import Ledger
+
+EXPORT = "export"
+TOOL = "ledger 0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """What to export: the format, which versions, the thresholds and how deeply to audit files first."""
+
+    format: str
+    selection: Selection
+    thresholds: tuple[Threshold, ...] = ()
+    files: FilesMode = FilesMode.QUICK
+    file_name: str = "report"
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    """A rendered export, not yet written or recorded."""
+
+    format: str
+    data: bytes
+    sha256: str
+    report: Report
+    selection: dict[str, Any]
+
+
+def verify_command(db_url: str, file_name: str) -> str:
+    """The exact command that re-verifies an export (database password hidden)."""
+    from sqlalchemy.engine import make_url
+
+    safe = make_url(db_url).render_as_string(hide_password=True)
+    return f"ledger --db {shlex.quote(safe)} verify-export {shlex.quote(file_name)}"
+
+
+def build(ledger: Ledger, request: ExportRequest) -> Report:
+    """Audit the ledger, sign a checkpoint at its head and build the report for ``request``."""
+    from ledger.api import NodesOf
+    from ledger.export.attest import sign_checkpoint
+
+    key = ledger.key  # exporting signs a checkpoint and appends a block: fail early without a key
+    audit = ledger.audit(files=request.files)
+    with ledger.store.reading() as connection:
+        checkpoint = sign_checkpoint(
+            NodesOf(connection),
+            size=audit.head_height + 1,
+            origin=ledger.origin,
+            ledger_id=ledger.ledger_id,
+            key=key,
+        )
+    context = Context(
+        ledger_id=ledger.ledger_id,
+        origin=ledger.origin,
+        generated=now(),
+        tool=TOOL,
+        verify_command=verify_command(ledger.store.engine.url.render_as_string(hide_password=False), request.file_name),
+        signing_key_id=key.key_id,
+        checkpoint=checkpoint,
+    )
+    return build_report(
+        ledger.blocks(0, audit.head_height + 1),
+        selection=request.selection,
+        thresholds=request.thresholds,
+        audit=audit,
+        context=context,
+    )
+
+
+def produce(ledger: Ledger, request: ExportRequest) -> Produced:
+    """Build and render an export (nothing is written or appended yet)."""
+    chosen = formatter(request.format)
+    report = build(ledger, request)
+    data = chosen.render(report, RenderContext(key=ledger.key))
+    selection = {
+        **request.selection.to_json(),
+        "thresholds": [str(t) for t in request.thresholds],
+        "versions_count": report.scope.count,
+        "head": {"height": report.integrity.head_height, "hash": report.integrity.head_hash},
+    }
+    return Produced(chosen.name, data, hashlib.sha256(data).hexdigest(), report, selection)
+
+
+def record(ledger: Ledger, produced: Produced, file_name: str) -> Block:
+    """Append the ``export`` block proving which bytes were handed out, and when."""
+    return ledger.append_event(
+        EXPORT,
+        {
+            "format": produced.format,
+            "file": file_name,
+            "sha256": produced.sha256,
+            "size": len(produced.data),
+            "selection": produced.selection,
+        },
+    )
+
+
+def parse_thresholds(texts: Sequence[str]) -> tuple[Threshold, ...]:
+    """Parse ``--threshold`` options; a metric given twice is refused."""
+    out = tuple(Threshold.parse(t) for t in texts)
+    seen: set[str] = set()
+    for t in out:
+        if t.metric in seen:
+            from ledger.errors import InputError
+
+            raise InputError(f"threshold for {t.metric} given twice")
+        seen.add(t.metric)
+    return out

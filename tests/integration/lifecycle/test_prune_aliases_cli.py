@@ -1,0 +1,201 @@
+"""Retention (prune), promotion/rollback, and the lifecycle commands as a real CLI subprocess."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger.aliases import current, promote, rollback
+from ledger.audit import FilesMode
+from ledger.backup import backup
+from ledger.config import RetentionPolicy
+from ledger.errors import InputError, NotFoundError, PruneRefusedError
+from ledger.remote import RemoteOptions, open_store
+from ledger.retention import prune
+from tests.conftest import Workspace
+from tests.integration.lifecycle.conftest import S3_ENV
+from tests.integration.lifecycle.helpers import MODEL, kinds, memory_location, payloads, record
+
+KEEP_ONE_MAJOR = lambda _m: RetentionPolicy(keep_major=1, keep_micro=1)  # noqa: E731
+
+
+def name(version: str) -> str:
+    return f"{MODEL}-v{version}"
+
+
+def test_prune_refused_with_the_list_when_versions_lack_backup(ledger_ws: Workspace) -> None:
+    ledger = record(ledger_ws, "1.0", "1.1", "1.2", "2.0")
+    store = open_store(memory_location(), RemoteOptions())
+    backup(ledger, store, [name("1.0")])
+    before = sorted(p.name for p in ledger_ws.models.iterdir())
+    dry = prune(ledger, KEEP_ONE_MAJOR, dry_run=True)
+    assert [i.version for i in dry.plan.prune] == [name("1.0")]
+    assert dry.plan.unbacked == (name("1.1"),)
+    with pytest.raises(PruneRefusedError, match=name("1.1")) as info:
+        prune(ledger, KEEP_ONE_MAJOR, dry_run=False)
+    assert info.value.versions == (name("1.1"),)
+    assert sorted(p.name for p in ledger_ws.models.iterdir()) == before
+    assert "prune" not in kinds(ledger)
+    result = prune(ledger, KEEP_ONE_MAJOR, dry_run=False, only_backed_up=True)
+    assert [v for v, _h, _f in result.pruned] == [name("1.0")]
+    assert not (ledger_ws.models / f"{name('1.0')}.pth").exists()
+    assert (ledger_ws.models / f"{name('1.1')}.pth").exists()
+    (block,) = payloads(ledger, "prune")
+    assert block["version"] == name("1.0") and block["policy"] == {"keep_major": 1, "keep_micro": 1}
+    assert block["location"] == store.location.url and sorted(block["files"]) == sorted(
+        [f"{name('1.0')}.pth", f"{name('1.0')}.json"]
+    )
+    assert ledger.audit(files=FilesMode.FULL).clean
+    again = prune(ledger, KEEP_ONE_MAJOR, dry_run=True)
+    assert again.plan.already_pruned == 1 and again.plan.prune == ()
+
+
+def test_prune_never_removes_the_promoted_version(ledger_ws: Workspace) -> None:
+    ledger = record(ledger_ws, "1.0", "2.0", "3.0")
+    backup(ledger, open_store(memory_location(), RemoteOptions()))
+    promote(ledger, name("1.0"))
+    result = prune(ledger, KEEP_ONE_MAJOR, dry_run=False)
+    assert [v for v, _h, _f in result.pruned] == [name("2.0")]
+    assert result.plan.protected == (name("1.0"),)
+    assert (ledger_ws.models / f"{name('1.0')}.pth").exists()
+    with pytest.raises(InputError, match="restore"):
+        promote(ledger, name("2.0"))  # pruned: restore first
+
+
+def test_promote_current_rollback(ledger_ws: Workspace) -> None:
+    ledger = record(ledger_ws, "1.0", "1.1", "1.2")
+    with pytest.raises(NotFoundError):
+        current(ledger)
+    first = promote(ledger, "v1.0")
+    assert first.data() == {
+        "model": MODEL,
+        "alias": "current",
+        "version": name("1.0"),
+        "previous": None,
+        "action": "promote",
+    }
+    time.sleep(0.01)
+    promote(ledger, "1.1")
+    promote(ledger, "1.2", alias="staging")
+    assert current(ledger).version == name("1.1")
+    assert current(ledger, alias="staging").version == name("1.2")
+    assert current(ledger, at=first.timestamp).version == name("1.0")
+    with pytest.raises(NotFoundError):
+        current(ledger, at="2000-01-01T00:00:00.000000Z")
+    with pytest.raises(InputError, match="already holds"):
+        promote(ledger, "1.1")
+    back = rollback(ledger)
+    assert back.data()["version"] == name("1.0") and back.data()["previous"] == name("1.1")
+    assert back.data()["action"] == "rollback"
+    assert current(ledger).version == name("1.0")
+    with pytest.raises(NotFoundError, match="no earlier holder"):
+        rollback(ledger)
+    with pytest.raises(InputError, match="never held"):
+        rollback(ledger, to="1.2")
+    rollback(ledger, to="1.1")
+    assert current(ledger).version == name("1.1")
+    assert kinds(ledger).count("alias") == 5  # every move is a block; nothing edited
+    assert ledger.audit(files=FilesMode.NONE).clean
+
+
+def test_cli_lifecycle_end_to_end(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    record(sqlite_ws, "1.0", "1.1", "2.0", adapter=True)
+    url = f"file://{tmp_path / 'remote'}"
+    out = sqlite_ws.cli("--json", "backup", "--to", url, check=True)
+    assert [v["status"] for v in json.loads(out.stdout)["versions"]] == ["uploaded"] * 3
+    again = sqlite_ws.cli("backup", check=True, LEDGER_BACKUP_URL=url)
+    assert again.stdout.count("skipped") == 3
+    (sqlite_ws.models / "ledger.toml").write_text("[retention]\nkeep_major = 1\nkeep_micro = 0\n")
+    dry = sqlite_ws.cli("prune", "--dry-run", check=True)
+    assert f"would prune {name('1.0')}" in dry.stdout and f"would prune {name('1.1')}" in dry.stdout
+    assert (sqlite_ws.models / f"{name('1.0')}.pth").exists()
+    sqlite_ws.cli("prune", check=True)
+    assert not (sqlite_ws.models / f"{name('1.0')}.pth").exists()
+    audit = sqlite_ws.cli("audit", "--files", "full", "--remote=full", check=True)
+    assert f"pruned {name('1.0')} (backup at {url})" in audit.stdout
+    assert "remote check (full) looked at 12 backup object(s)" in audit.stdout
+    sqlite_ws.cli("restore", name("1.0"), check=True)
+    assert (sqlite_ws.adapters / name("1.0") / "sub" / "notes.txt").exists()
+    sqlite_ws.cli("promote", "1.0", check=True)
+    sqlite_ws.cli("promote", "2.0", check=True)
+    shown = sqlite_ws.cli("--json", "current", check=True)
+    assert json.loads(shown.stdout)["version"] == name("2.0")
+    sqlite_ws.cli("rollback", check=True)
+    assert sqlite_ws.cli("current", check=True).stdout.startswith(name("1.0"))
+    # a remote object disappears: the size-only remote audit finds it
+    (tmp_path / "remote" / MODEL / name("2.0") / "models" / f"{name('2.0')}.pth").unlink()
+    bad = sqlite_ws.cli("--json", "audit", "--remote")
+    assert bad.returncode == 1
+    classes = {f["class"] for f in json.loads(bad.stdout)["findings"]}
+    assert classes == {"remote"}
+
+
+def test_cli_bad_url_and_credentials(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    record(sqlite_ws, "1.0")
+    bad = sqlite_ws.cli("backup", "--to", "ftp://host/x")
+    assert bad.returncode == 2 and "--to" in bad.stderr and "ftp://" in bad.stderr
+    bad = sqlite_ws.cli("backup", LEDGER_BACKUP_URL="sftp://host/x")
+    assert bad.returncode == 2 and "LEDGER_BACKUP_URL" in bad.stderr
+    (sqlite_ws.models / "ledger.toml").write_text('[backup]\nurl = "webdav://x"\n')
+    bad = sqlite_ws.cli("backup")
+    assert bad.returncode == 2 and "[backup] url" in bad.stderr
+    (sqlite_ws.models / "ledger.toml").unlink()
+    none = sqlite_ws.cli("backup")
+    assert none.returncode == 2 and "LEDGER_BACKUP_URL" in none.stderr
+    leaky = sqlite_ws.cli("backup", "--to", "s3://AKIAXXX:topsecret@bucket/x")
+    assert leaky.returncode == 2 and "topsecret" not in leaky.stderr
+    gs = sqlite_ws.cli("backup", "--to", "gs://my-app.appspot.com/models")
+    assert gs.returncode == 3 and "LEDGER_GCS_TOKEN" in gs.stderr and "GOOGLE_APPLICATION_CREDENTIALS" in gs.stderr
+    empty = tmp_path / "aws"
+    empty.mkdir()
+    s3 = sqlite_ws.cli(
+        "backup",
+        "--to",
+        "s3://bucket/x",
+        LEDGER_S3_ENDPOINT_URL="http://127.0.0.1:9",
+        LEDGER_REMOTE_RETRIES="1",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_CONFIG_FILE=str(empty / "c"),
+        AWS_SHARED_CREDENTIALS_FILE=str(empty / "s"),
+    )
+    assert s3.returncode == 3 and "AWS_ACCESS_KEY_ID" in s3.stderr, s3.stderr
+    assert "backup" not in sqlite_ws.cli("log").stdout
+
+
+def test_cli_s3_backup_via_endpoint_setting(sqlite_ws: Workspace, s3_bucket: str, s3_endpoint: str) -> None:
+    record(sqlite_ws, "1.0")
+    (sqlite_ws.models / "ledger.toml").write_text(
+        f'[backup]\nurl = "s3://{s3_bucket}/m"\ns3_endpoint_url = "{s3_endpoint}"\n'
+    )
+    sqlite_ws.cli("backup", check=True, **S3_ENV)
+    audit = sqlite_ws.cli("audit", "--remote=full", check=True, **S3_ENV)
+    assert "looked at 2 backup object(s)" in audit.stdout
+    refused = sqlite_ws.cli("audit", "--remote=deep")
+    assert refused.returncode == 2
+
+
+def test_prune_failing_part_way_records_what_was_removed(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from ledger.errors import StorageError
+
+    ledger = record(ledger_ws, "1.0", "2.0")
+    backup(ledger, open_store(memory_location(), RemoteOptions()))
+    real_unlink = Path.unlink
+
+    def flaky(self: Path, missing_ok: bool = False) -> None:
+        if self.suffix == ".json":
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_unlink(self, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", flaky)
+    with pytest.raises(StorageError, match="read-only file system"):
+        prune(ledger, KEEP_ONE_MAJOR, dry_run=False)
+    monkeypatch.undo()
+    (block,) = payloads(ledger, "prune")
+    assert block["files"] == [f"{name('1.0')}.pth"]
+    assert (ledger_ws.models / f"{name('1.0')}.json").exists()
+    assert ledger.audit(files=FilesMode.FULL).clean

@@ -1,0 +1,413 @@
+"""Exports end to end: every format rendered from a real ledger, recorded, re-verified and attacked.
+
+The HTML is opened in headless Chromium (screenshot and rendered DOM), the PDF rasterised with pdftoppm and
+its text extracted; JSON is validated against our schema, CycloneDX against the official 1.6 schema.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.api import Ledger
+from ledger.audit import FilesMode
+from ledger.export.report import Selection
+from ledger.export.service import ExportRequest, Produced, parse_thresholds, produce, record
+from ledger.export.verify import verify_export
+from tests.conftest import REPO, Workspace, open_ledger, seed_metadata, tamper
+
+METRICS = [(0.80, 0.90, 0.15), (0.83, 0.91, 0.13), (0.86, 0.88, 0.22), (0.88, 0.93, 0.11)]
+THRESHOLDS = ("validation_accuracy=0.82", "bias_score=0.2")
+
+
+def populate(ws: Workspace) -> Ledger:
+    """Four versions with changing config and metrics, then a promotion, a backup and a prune."""
+    ledger: Ledger = open_ledger(ws)
+    for i, (acc, fair, bias) in enumerate(METRICS):
+        name = f"oneseek-7b-zero-v1.{i}"
+        meta = seed_metadata(name)
+        meta["metrics"] = {"validation_accuracy": acc, "fairness_score": fair, "bias_score": bias}
+        meta["training_config"]["learning_rate"] = 2e-5 * (i + 1)
+        ws.write_version(name, meta=meta)
+        ledger.append(ws.models / f"{name}.pth")
+    ledger.append_event(
+        "alias",
+        {"model": "oneseek-7b-zero", "alias": "production", "version": "1.3", "previous": None, "action": "promote"},
+    )
+    weights = ws.models / "oneseek-7b-zero-v1.0.pth"
+    ledger.append_event(
+        "backup",
+        {
+            "version": "oneseek-7b-zero-v1.0",
+            "location": "s3://compliance-bucket/models",
+            "files": [
+                {
+                    "role": "weights",
+                    "path": weights.name,
+                    "remote": f"s3://compliance-bucket/models/{weights.name}",
+                    "size": 4096,
+                    "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+                    "blake3": "0" * 64,
+                }
+            ],
+            "verified": True,
+        },
+    )
+    return ledger
+
+
+def export(ledger: Ledger, fmt: str, out: Path, **selection: Any) -> Produced:
+    """What ``ledger export`` does: produce, write, record."""
+    request = ExportRequest(
+        format=fmt,
+        selection=Selection.make(**selection),
+        thresholds=parse_thresholds(THRESHOLDS),
+        files=FilesMode.FULL,
+        file_name=out.name,
+    )
+    produced = produce(ledger, request)
+    out.write_bytes(produced.data)
+    record(ledger, produced, out.name)
+    return produced
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Workspace:
+    """A SQLite workspace with an initialised ledger (for the slow renderers, run once)."""
+    from ledger.signing import SigningKey, write_key_file
+
+    models, adapters = tmp_path / "models", tmp_path / "lora_adapters"
+    models.mkdir()
+    adapters.mkdir()
+    key = tmp_path / "key.pem"
+    write_key_file(key, SigningKey.generate(), None)
+    ws = Workspace(tmp_path, models, adapters, key, f"sqlite:///{tmp_path / 'ledger.db'}")
+    Ledger.create(ws.db_url, models_dir=models, key=key, adapters_dir=adapters, origin="example.com/models")
+    return ws
+
+
+# --- every format, on both backends ---------------------------------------------------------------
+
+
+def test_every_format_is_recorded_and_verifies(ledger_ws: Workspace) -> None:
+    ledger = populate(ledger_ws)
+    for fmt in ("json", "csv", "intoto", "cyclonedx", "html"):
+        before = ledger.head().height
+        out = ledger_ws.root / f"report.{fmt}"
+        produced = export(ledger, fmt, out)
+        block = ledger.head()
+        assert block.height == before + 1 and block.kind == "export"
+        assert block.data() == {
+            "format": fmt,
+            "file": out.name,
+            "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+            "size": out.stat().st_size,
+            "selection": produced.selection,
+        }
+        assert produced.selection["head"] == {"height": before, "hash": ledger.block(before).block_hash}
+        result = verify_export(ledger, out.read_bytes())
+        assert result.ok, result.checks
+        assert result.format == fmt and result.export_height == block.height
+    assert ledger.audit(files=FilesMode.FULL).clean
+
+
+def test_verify_export_catches_edits_and_forgeries(ledger_ws: Workspace) -> None:
+    ledger = populate(ledger_ws)
+    out = ledger_ws.root / "report.json"
+    export(ledger, "json", out)
+    document = json.loads(out.read_bytes())
+    # an edited metric: the file hash is no longer in any export block
+    document["versions"][2]["metrics"]["bias_score"] = 0.01
+    edited = json.dumps(document).encode()
+    result = verify_export(ledger, edited)
+    assert not result.ok and [c.name for c in result.checks if not c.ok] == ["export block"]
+    # a forged integrity section pointing at a head that never existed
+    document["integrity"]["head"]["hash"] = "0" * 64
+    document["integrity"]["blocks"][0][1] = "f" * 64
+    document["versions"][0]["block_hash"] = "f" * 64
+    failed = {c.name for c in verify_export(ledger, json.dumps(document).encode()).checks if not c.ok}
+    assert failed == {"export block", "head block", "version blocks"}
+    # a checkpoint signed by a key the chain never introduced
+    from ledger.export.attest import sign_checkpoint
+    from ledger.merkle import MemoryTree
+    from ledger.signing import SigningKey
+
+    fake = sign_checkpoint(
+        MemoryTree([b"\x00" * 32]), size=1, origin=ledger.origin, ledger_id=ledger.ledger_id, key=SigningKey.generate()
+    )
+    document = json.loads(out.read_bytes())
+    document["integrity"]["checkpoint"]["note"] = fake.note
+    failed = {c.name for c in verify_export(ledger, json.dumps(document).encode()).checks if not c.ok}
+    assert failed == {"export block", "signed checkpoint"}
+
+
+def test_verify_export_sees_a_rewritten_ledger(ledger_ws: Workspace) -> None:
+    ledger = populate(ledger_ws)
+    out = ledger_ws.root / "report.html"
+    export(ledger, "html", out)
+    assert verify_export(ledger, out.read_bytes()).ok
+    # an attacker rewrites version 1.2's block hash in the database, around the triggers
+    tamper(ledger_ws.db_url, ("UPDATE blocks SET block_hash = :h WHERE height = 3", {"h": "e" * 64}))
+    failed = {c.name for c in verify_export(ledger, out.read_bytes()).checks if not c.ok}
+    assert {"version blocks", "ledger chain audit now"} <= failed
+
+
+def test_intoto_statements(ledger_ws: Workspace) -> None:
+    ledger = populate(ledger_ws)
+    out = ledger_ws.root / "provenance.intoto.jsonl"
+    export(ledger, "intoto", out)
+    lines = out.read_bytes().splitlines()
+    assert len(lines) == 4
+    genesis_key = bytes.fromhex(ledger.genesis.data()["public_key"])
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    statements = []
+    for line in lines:
+        envelope = json.loads(line)
+        assert envelope["payloadType"] == "application/vnd.in-toto+json"
+        payload = base64.b64decode(envelope["payload"])
+        pae = b"DSSEv1 28 application/vnd.in-toto+json %d %s" % (len(payload), payload)
+        Ed25519PublicKey.from_public_bytes(genesis_key).verify(base64.b64decode(envelope["signatures"][0]["sig"]), pae)
+        statements.append(json.loads(payload))
+    last = statements[-1]
+    block = ledger.find("oneseek-7b-zero-v1.3")
+    assert last["_type"] == "https://in-toto.io/Statement/v1"
+    assert last["subject"] == [
+        {"name": "oneseek-7b-zero-v1.3.pth", "digest": {"sha256": block.data()["weights"]["sha256"]}}
+    ]
+    assert last["predicateType"] == "https://slsa.dev/provenance/v1"
+    definition = last["predicate"]["buildDefinition"]
+    assert definition["buildType"].startswith("urn:ledger:build-type:")
+    assert definition["externalParameters"]["training_config"]["learning_rate"] == pytest.approx(8e-5)
+    deps = {d["name"]: d for d in definition["resolvedDependencies"]}
+    assert deps["training-data"]["digest"] == {"sha256": "ab" * 32}
+    assert {"Mistral-7B", "LLaMA-2"} <= set(deps)
+    parent = ledger.find("oneseek-7b-zero-v1.2").data()["weights"]["sha256"]
+    assert deps["oneseek-7b-zero-v1.2"]["digest"] == {"sha256": parent}
+    assert last["predicate"]["runDetails"]["builder"]["id"] == "urn:ledger:trainer:OneSeek-Training-Pipeline"
+    # one altered envelope fails verification even though the others are fine
+    envelope = json.loads(lines[1])
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["subject"][0]["digest"]["sha256"] = "0" * 64
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    forged = b"\n".join([lines[0], json.dumps(envelope).encode(), *lines[2:]]) + b"\n"
+    failed = [c for c in verify_export(ledger, forged).checks if not c.ok]
+    assert any(c.name == "DSSE envelope line 2" for c in failed)
+
+
+def test_cyclonedx_validates_against_the_official_schema(ledger_ws: Workspace) -> None:
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    ledger = populate(ledger_ws)
+    out = ledger_ws.root / "bom.cdx.json"
+    export(ledger, "cyclonedx", out)
+    text = out.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    bom = json.loads(text)
+    assert bom["specVersion"] == "1.6"
+    models = [c for c in bom["components"] if c["type"] == "machine-learning-model"]
+    assert [m["version"] for m in models] == ["1.0", "1.1", "1.2", "1.3"]
+    v12 = models[2]
+    assert v12["hashes"] == [
+        {"alg": "SHA-256", "content": ledger.find("oneseek-7b-zero-v1.2").data()["weights"]["sha256"]}
+    ]
+    metrics = v12["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    assert {"type": "bias_score", "value": "0.22"} in metrics and all(isinstance(m["value"], str) for m in metrics)
+    ancestor = v12["pedigree"]["ancestors"][0]
+    assert (ancestor["name"], ancestor["version"]) == ("oneseek-7b-zero", "1.1")
+    assert ancestor["hashes"][0]["content"] == models[1]["hashes"][0]["content"]
+    ref = v12["modelCard"]["modelParameters"]["datasets"][0]["ref"]
+    data = next(c for c in bom["components"] if c.get("bom-ref") == ref)
+    assert data["type"] == "data" and data["hashes"] == [{"alg": "SHA-256", "content": "ab" * 32}]
+    # a schema violation is caught (the validator is not a no-op)
+    v12["modelCard"]["quantitativeAnalysis"]["performanceMetrics"][0]["value"] = 0.5
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(json.dumps(bom)) is not None
+
+
+def test_json_matches_its_schema(ledger_ws: Workspace) -> None:
+    import jsonschema
+
+    ledger = populate(ledger_ws)
+    out = ledger_ws.root / "report.json"
+    export(ledger, "json", out, versions="v1.1..v1.3")
+    schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
+    document = json.loads(out.read_bytes())
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert document["schema"] == "ledger-export/v1"
+    assert [v["version"] for v in document["versions"]] == ["1.1", "1.2", "1.3"]
+    assert document["evaluation"]["breaches"] == [
+        {"version": "oneseek-7b-zero-v1.2", "metric": "bias_score", "value": 0.22, "op": "<=", "threshold": 0.2}
+    ]
+    assert document["config_changes"][0]["changes"] == [
+        {"key": "learning_rate", "change": "changed", "before": 2e-5, "after": 4e-5}
+    ]
+    kinds = [e["kind"] for e in document["lifecycle"]]
+    assert kinds == ["alias"]  # the backup concerns v1.0, outside the range
+    document["versions"][0]["height"] = "3"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(document)
+
+
+# --- the CLI and bad input ------------------------------------------------------------------------
+
+
+def test_cli_export_and_verify(ledger_ws: Workspace) -> None:
+    populate(ledger_ws)
+    out = ledger_ws.root / "out" / "report.csv"
+    out.parent.mkdir()
+    done = ledger_ws.cli(
+        "--json", "export", "--format", "csv", "--out", str(out), "--versions", "v1.2..v1.3", check=True
+    )
+    summary = json.loads(done.stdout)
+    assert summary["versions"] == 2 and summary["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("model,version,name,release") and len(rows) == 3
+    verified = ledger_ws.cli("verify-export", str(out))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "export verified" in verified.stdout
+    out.write_text(out.read_text().replace("0.86", "0.96"))
+    rejected = ledger_ws.cli("verify-export", str(out))
+    assert rejected.returncode == 1 and "FAIL export block" in rejected.stdout
+    garbage = ledger_ws.root / "notes.txt"
+    garbage.write_text("hello")
+    assert ledger_ws.cli("verify-export", str(garbage)).returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--format", "docx"), "unknown export format 'docx'"),
+        (("--format", "json", "--model", "nonexistent-model"), "no versions in this ledger"),
+        (("--format", "json", "--since", "2999-01-01"), "matches no version"),
+        (("--format", "json", "--versions", "v1.3..v1.1"), "other way round"),
+        (("--format", "json", "--threshold", "accuracy"), "threshold"),
+        (
+            (
+                "--format",
+                "json",
+                "--out-dir-missing",
+            ),
+            "does not exist",
+        ),
+        (
+            (
+                "--format",
+                "json",
+                "--out-is-dir",
+            ),
+            "is a directory",
+        ),
+    ],
+)
+def test_bad_input_exits_2_without_export_block(ledger_ws: Workspace, args: tuple[str, ...], message: str) -> None:
+    ledger = populate(ledger_ws)
+    head = ledger.head()
+    out = ledger_ws.root / "report.out"
+    if args[-1] == "--out-dir-missing":
+        args, out = args[:-1], ledger_ws.root / "missing" / "report.json"
+    elif args[-1] == "--out-is-dir":
+        args, out = args[:-1], ledger_ws.root
+    done = ledger_ws.cli("export", *args, "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert ledger.head() == head
+    assert not (ledger_ws.root / "report.out").exists()
+
+
+# --- as a person would look: a browser and a PDF viewer ------------------------------------------------
+
+
+def test_html_in_headless_chromium(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    import re
+
+    ledger = populate(sqlite_ws)
+    out = sqlite_ws.root / "report.html"
+    export(ledger, "html", out)
+    html = out.read_text()
+    # self-contained: no external resource of any kind
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", html)
+    assert "<link" not in html and "@import" not in html
+    assert not re.search(r"url\((?!#)", html)  # only the SVGs' own clip paths (url(#id)) are referenced
+    assert html.count("<svg") == 3
+    chromium = [
+        "/usr/bin/chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ]
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [*chromium, f"--screenshot={shot}", "--window-size=1280,4000", out.as_uri()],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 50_000
+    dom = subprocess.run(
+        [*chromium, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True, timeout=120
+    ).stdout
+    from ledger.export.html import SECTIONS
+
+    for _, title in SECTIONS:
+        assert title in dom
+    head = ledger.block(ledger.head().height - 1)  # the head the report attests (before its own export block)
+    for value in (
+        head.block_hash,
+        ledger.ledger_id,
+        ledger.find("oneseek-7b-zero-v1.2").data()["weights"]["sha256"],
+        "OneSeek-Training-Pipeline",
+        "s3://compliance-bucket/models",
+        "promoted oneseek-7b-zero alias 'production' to 1.3",
+        "ledger --db",
+        "verify-export report.html",
+        "bias_score &lt;= 0.2",
+    ):
+        assert value in dom, value
+    assert re.search(r'<td class="breach">0\.22 ✗</td>', dom)  # v1.2's bias breach highlighted
+    assert re.search(r'<td class="breach">0\.8 ✗</td>', dom)  # v1.0's accuracy breach highlighted
+
+
+def test_pdf_rendered_and_read_back(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    from pypdf import PdfReader
+
+    ledger = populate(sqlite_ws)
+    out = sqlite_ws.root / "report.pdf"
+    export(ledger, "pdf", out)
+    assert verify_export(ledger, out.read_bytes()).ok
+    subprocess.run(["pdftoppm", "-png", "-r", "50", str(out), str(tmp_path / "page")], check=True, timeout=120)
+    pages = sorted(tmp_path.glob("page-*.png"))
+    assert len(pages) >= 3 and all(p.read_bytes().startswith(b"\x89PNG") for p in pages)
+    reader = PdfReader(str(out))
+    text = " ".join(" ".join((page.extract_text() or "").split()) for page in reader.pages)
+    compact = "".join(text.split())  # table cells wrap long values (hashes, names) over several lines
+    from ledger.export.html import SECTIONS
+
+    for _, title in SECTIONS:
+        assert title in text, title
+    head = ledger.block(ledger.head().height - 1)
+    for value in (
+        head.block_hash,
+        ledger.find("oneseek-7b-zero-v1.3").data()["weights"]["sha256"],
+        "oneseek-7b-zero-v1.3",
+        "OneSeek-Training-Pipeline",
+        "validation_accuracy",
+        "Responsibleperson(name)",
+        "s3://compliance-bucket/models",
+    ):
+        assert value in compact, value
+    attached = json.loads(reader.attachments["ledger-integrity.json"][0])
+    assert attached["head"] == {"height": head.height, "hash": head.block_hash}

@@ -1,0 +1,293 @@
+"""The export report model (pure): selection, thresholds, diffs, breaches, lifecycle reading, DSSE, CSV safety."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from benchmarks.export_data import version_payload
+from ledger.audit import AuditReport, FilesMode
+from ledger.block import GENESIS_PREV_HASH, Block, seal
+from ledger.errors import BadSignatureError, InputError, SelectionError
+from ledger.export import dsse
+from ledger.export.csv import CsvFormatter
+from ledger.export.interface import RenderContext
+from ledger.export.registry import FORMATS, formatter
+from ledger.export.report import CheckpointInfo, Context, Report, Selection, Threshold, build_report
+from ledger.findings import Finding, FindingClass
+from ledger.signing import SigningKey
+from ledger.versions import VersionId
+
+KEY = SigningKey.generate()
+T0 = "2025-11-21T08:00:00.000000Z"
+
+
+def chain(*items: tuple[str, dict[str, Any]], key: SigningKey = KEY) -> list[Block]:
+    """Sealed blocks: a genesis, then ``items`` (kind, payload), one second apart."""
+    genesis = seal(
+        height=0,
+        prev_hash=GENESIS_PREV_HASH,
+        timestamp=T0,
+        kind="genesis",
+        payload={
+            "ledger_id": "L",
+            "origin": "o",
+            "created": T0,
+            "algorithm": "ed25519",
+            "public_key": key.public.hex(),
+        },
+        key=key,
+    )
+    blocks = [genesis]
+    for n, (kind, payload) in enumerate(items, start=1):
+        stamp = f"2025-11-21T08:00:{n:02d}.000000Z"
+        blocks.append(
+            seal(height=n, prev_hash=blocks[-1].block_hash, timestamp=stamp, kind=kind, payload=payload, key=key)
+        )
+    return blocks
+
+
+def versions(count: int) -> list[tuple[str, dict[str, Any]]]:
+    """``count`` version payloads v1.0 ... with parents set."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    parent = None
+    for n in range(count):
+        payload = version_payload(n, parent)
+        out.append(("version", payload))
+        parent = {"version": payload["version"], "height": n + 1, "block_hash": "x" * 64}
+    return out
+
+
+def build(
+    blocks: list[Block],
+    selection: Selection | None = None,
+    thresholds: tuple[Threshold, ...] = (),
+    findings: tuple[Finding, ...] = (),
+) -> Report:
+    audit = AuditReport(
+        findings=findings,
+        blocks_checked=len(blocks),
+        head_height=blocks[-1].height,
+        head_hash=blocks[-1].block_hash,
+        files_mode=FilesMode.NONE,
+        files_checked=0,
+    )
+    checkpoint = CheckpointInfo("o", len(blocks), "00" * 32, "o\n1\nAA==\n\n— o x\n", "o", "o+00000000+AA")
+    context = Context("L", "o", T0, "ledger test", "ledger verify-export r", KEY.key_id, checkpoint)
+    return build_report(blocks, selection=selection or Selection(), thresholds=thresholds, audit=audit, context=context)
+
+
+# --- thresholds and selection -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "op", "value"),
+    [
+        ("validation_accuracy=0.8", ">=", 0.8),
+        ("fairness_score=0.9", ">=", 0.9),
+        ("bias_score=0.2", "<=", 0.2),
+        ("eval_loss=1.5", "<=", 1.5),
+        ("bias_score>=0.1", ">=", 0.1),
+        ("validation_accuracy<=0.99", "<=", 0.99),
+    ],
+)
+def test_threshold_direction(text: str, op: str, value: float) -> None:
+    threshold = Threshold.parse(text)
+    assert (threshold.op, threshold.value) == (op, value)
+
+
+@pytest.mark.parametrize("text", ["accuracy", "accuracy=", "=0.5", "accuracy=high", "accuracy=nan", "a=inf", "a==1"])
+def test_threshold_refused(text: str) -> None:
+    with pytest.raises(InputError):
+        Threshold.parse(text)
+
+
+def test_threshold_breach_edges() -> None:
+    minimum, maximum = Threshold.parse("acc=0.8"), Threshold.parse("bias_score=0.2")
+    assert not minimum.breached(0.8) and minimum.breached(0.7999)
+    assert not maximum.breached(0.2) and maximum.breached(0.2001)
+
+
+@pytest.mark.parametrize("text", ["v1.5..v1.0", "2.0..1.9", "1.10..1.9"])
+def test_reversed_version_range(text: str) -> None:
+    with pytest.raises(SelectionError, match="other way round"):
+        Selection.make(versions=text)
+
+
+@pytest.mark.parametrize("text", ["v1.0", "v1.0..", "..v1.2", "a..b", "v1.0...v1.2"])
+def test_malformed_version_range(text: str) -> None:
+    with pytest.raises(SelectionError):
+        Selection.make(versions=text)
+
+
+def test_reversed_time_window() -> None:
+    with pytest.raises(SelectionError, match="reversed"):
+        Selection.make(since="2025-12-01", until="2025-11-01")
+    selection = Selection.make(since="2025-11-01T00:00:00+01:00", versions="v1.9..1.10")
+    assert selection.since == "2025-10-31T23:00:00.000000Z"
+    assert selection.takes_version(VersionId(1, 10)) and not selection.takes_version(VersionId(1, 11))
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def test_register_diffs_and_breaches() -> None:
+    blocks = chain(*versions(4))
+    report = build(blocks, thresholds=(Threshold.parse("validation_accuracy=0.85"), Threshold.parse("bias_score=0.1")))
+    assert [v.name for v in report.versions] == [f"oneseek-7b-zero-v1.{n}" for n in range(4)]
+    v1 = report.versions[1]
+    assert v1.parent == "oneseek-7b-zero-v1.0" and v1.parent_sha256 == report.versions[0].sha256
+    assert v1.trainer == "OneSeek-Training-Pipeline" and v1.base_models == ("Mistral-7B", "LLaMA-2")
+    # v1.0 (major) trains 5 epochs, v1.1 3: a change, plus the growing dataset size
+    changes = {c.key: (c.before, c.after) for c in report.diffs[0].changes}
+    assert changes == {"dataset_size": (1000, 1010), "epochs": (5, 3)}
+    expected = {
+        (v.name, m)
+        for v in report.versions
+        for m, t in (("validation_accuracy", 0.85), ("bias_score", 0.1))
+        if (v.metrics[m] < t if m == "validation_accuracy" else v.metrics[m] > t)
+    }
+    assert expected, "the fixture must produce breaches"
+    assert {(b.version, b.metric) for b in report.evaluation.breaches} == expected
+    assert all(report.evaluation.breached(*pair) for pair in expected)
+    assert report.evaluation.metrics[:3] == ("validation_accuracy", "fairness_score", "bias_score")
+
+
+def test_selection_filters() -> None:
+    blocks = chain(*versions(5))
+    report = build(blocks, Selection.make(versions="v1.1..v1.3"))
+    assert [v.version for v in report.versions] == ["1.1", "1.2", "1.3"]
+    # the diff of the first selected version is still against its parent, which is outside the range
+    assert report.diffs[0].parent == "oneseek-7b-zero-v1.0"
+    timed = build(blocks, Selection.make(since="2025-11-21T08:00:02Z", until="2025-11-21T08:00:03Z"))
+    assert [v.version for v in timed.versions] == ["1.1", "1.2"]
+
+
+def test_empty_selection_and_unknown_model() -> None:
+    blocks = chain(*versions(2))
+    with pytest.raises(SelectionError, match="matches no version"):
+        build(blocks, Selection.make(versions="v2.0..v2.5"))
+    with pytest.raises(SelectionError, match="no versions in this ledger"):
+        build(blocks, Selection(model="other-model"))
+    with pytest.raises(SelectionError):
+        build(chain())
+
+
+def test_lifecycle_events_read_generically() -> None:
+    rotated = SigningKey.generate()
+    items = [
+        *versions(2),
+        (
+            "alias",
+            {"model": "oneseek-7b-zero", "alias": "prod", "version": "1.1", "previous": None, "action": "promote"},
+        ),
+        ("alias", {"model": "other", "alias": "prod", "version": "other-v1.0", "previous": None, "action": "promote"}),
+        (
+            "backup",
+            {
+                "version": "oneseek-7b-zero-v1.0",
+                "location": "s3://b/m",
+                "files": [{"role": "weights", "path": "w", "remote": "r", "size": 10, "sha256": "a", "blake3": "b"}],
+                "verified": True,
+            },
+        ),
+        (
+            "prune",
+            {
+                "version": "oneseek-7b-zero-v1.0",
+                "files": ["w"],
+                "backup_height": 5,
+                "location": "s3://b/m",
+                "policy": {"keep_major": 2, "keep_micro": 5},
+            },
+        ),
+        ("restore", {"version": "oneseek-7b-zero-v1.0", "location": "s3://b/m", "backup_height": 5, "files": ["w"]}),
+        ("key", {"public_key": rotated.public.hex(), "previous_key_id": KEY.key_id, "reason": "annual rotation"}),
+        ("export", {"format": "html", "file": "r.html", "sha256": "ab" * 32, "size": 1, "selection": {}}),
+        ("checkpoint", {"size": 9, "root": "cd" * 32, "note": "n"}),
+        (
+            "alias",
+            {"model": "oneseek-7b-zero", "alias": "prod", "version": "1.0", "previous": "1.1", "action": "rollback"},
+        ),
+        ("backup", {"version": None}),  # malformed: listed, not fatal
+    ]
+    report = build(chain(*items))
+    kinds = [e.kind for e in report.events]
+    assert kinds == ["alias", "backup", "prune", "restore", "key", "export", "checkpoint", "alias", "backup"]
+    assert report.events[-1].summary == "backed up ? to ? (0 files, NOT verified)"
+    text = "\n".join(e.summary for e in report.events)
+    assert "promoted oneseek-7b-zero alias 'prod' to 1.1" in text
+    assert "rolled back oneseek-7b-zero alias 'prod' to 1.0 (was 1.1)" in text
+    assert "backed up oneseek-7b-zero-v1.0 to s3://b/m (1 files, verified)" in text
+    assert "policy keep 2 major / 5 micro" in text
+    assert f"signing key rotated to {rotated.key_id} (previous {KEY.key_id}): annual rotation" in text
+    assert [k.key_id for k in report.integrity.keys] == [KEY.key_id, rotated.key_id]
+    assert report.retention.policy == {"keep_major": 2, "keep_micro": 5}
+    states = {s.version: s.state for s in report.retention.states}
+    assert states == {"oneseek-7b-zero-v1.0": "restored", "oneseek-7b-zero-v1.1": "local, no backup"}
+    assert report.retention.backups[0].size == 10
+
+
+def test_findings_filtered_to_scope() -> None:
+    blocks = chain(*versions(2))
+    findings = (
+        Finding(1, "oneseek-7b-zero-v1.0", FindingClass.FILE_MISSING, "gone", "w"),
+        Finding(None, None, FindingClass.DB_GUARD, "trigger missing"),
+        Finding(9, "other-v1.0", FindingClass.FILE_MISSING, "elsewhere"),
+    )
+    report = build(blocks, Selection.make(versions="v1.0..v1.0"), findings=findings)
+    assert [f.message for f in report.findings] == ["gone", "trigger missing"]
+    assert not report.integrity.audit.clean and report.integrity.audit.errors == 3
+
+
+# --- formats --------------------------------------------------------------------------------------
+
+
+def test_registry_is_complete_and_refuses_unknown() -> None:
+    assert set(FORMATS) == {"html", "pdf", "json", "csv", "intoto", "cyclonedx"}
+    with pytest.raises(SelectionError, match="unknown export format 'xml'"):
+        formatter("xml")
+
+
+def test_csv_neutralises_formulas() -> None:
+    items = versions(1)
+    items[0][1]["question"] = "-cmd"
+    items[0][1]["metadata"]["content"]["provenance"]["trainer"] = "=HYPERLINK(1)"
+    items[0][1]["metadata"]["content"]["metrics"]["bias_score"] = -0.5
+    data = CsvFormatter().render(build(chain(*items)), RenderContext(KEY)).decode()
+    assert "'-cmd" in data and "'=HYPERLINK(1)" in data and ",-0.5" in data
+
+
+# --- DSSE -----------------------------------------------------------------------------------------
+
+
+def test_pae_spec_vector() -> None:
+    assert dsse.pae("http://example.com/HelloWorld", b"hello world") == (
+        b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+    )
+    assert dsse.pae("t", "é".encode()) == b"DSSEv1 1 t 2 " + "é".encode()  # lengths count bytes
+
+
+def test_dsse_sign_verify_and_attacks() -> None:
+    envelope = dsse.sign_envelope(b'{"a":1}', dsse.IN_TOTO_PAYLOAD_TYPE, KEY)
+    keys = {KEY.key_id: KEY.public}
+    verified = dsse.verify_envelope(envelope, keys)
+    assert verified.payload == b'{"a":1}' and verified.key_id == KEY.key_id
+    # the signature covers PAE, not the bare payload
+    raw = base64.b64decode(envelope["signatures"][0]["sig"])
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    Ed25519PublicKey.from_public_bytes(KEY.public).verify(raw, dsse.pae(dsse.IN_TOTO_PAYLOAD_TYPE, b'{"a":1}'))
+    with pytest.raises(BadSignatureError):
+        dsse.verify_envelope({**envelope, "payload": base64.b64encode(b'{"a":2}').decode()}, keys)
+    with pytest.raises(BadSignatureError):
+        dsse.verify_envelope({**envelope, "payloadType": "application/json"}, keys)
+    with pytest.raises(BadSignatureError, match="no DSSE signature by a key"):
+        dsse.verify_envelope(envelope, {"0" * 16: SigningKey.generate().public})
+    forged = dsse.sign_envelope(b'{"a":1}', dsse.IN_TOTO_PAYLOAD_TYPE, SigningKey.generate())
+    forged["signatures"][0]["keyid"] = KEY.key_id  # claims our key id, signed by another key
+    with pytest.raises(BadSignatureError):
+        dsse.verify_envelope(forged, keys)
+    assert dsse.decode_statement(verified) == {"a": 1}
