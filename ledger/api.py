@@ -78,6 +78,11 @@ class Ledger:
         self.adapters_dir = adapters_dir if adapters_dir is not None else default_adapters_dir(models_dir)
         self._key = key
         self.genesis = genesis
+        # Merkle frontier after the last block this object appended, keyed by that block's hash: the next
+        # append reuses it when the head is still that block (no other writer came in between).
+        #: (head hash, Merkle frontier, signing key id) after this object's last append: while the head is still
+        #: that block, nobody else appended, so neither the frontier nor the key schedule can have changed.
+        self._frontier: tuple[str, list[bytes], str] | None = None
         info = decode(genesis.payload)
         self.ledger_id: str = info["ledger_id"]
         self.origin: str = info["origin"]
@@ -374,11 +379,17 @@ class Ledger:
         self, kind: str, build: Callable[[Connection, Block], tuple[dict[str, Any], IndexEntry | None]]
     ) -> Block:
         key = self.key
+        cached = self._frontier
+        frontiers: list[list[bytes]] = []
 
         def write(connection: Connection) -> Block:
             head = Store.head(connection)
             assert head is not None
-            schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY))).require_active(key.key_id, head.height + 1)
+            fresh = cached is not None and cached[0] == head.block_hash and cached[2] == key.key_id
+            known = cached[1] if cached is not None and fresh else None
+            if known is None:
+                schedule = schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY)))
+                schedule.require_active(key.key_id, head.height + 1)
             payload, index = build(connection, head)
             block = seal(
                 height=head.height + 1,
@@ -388,25 +399,36 @@ class Ledger:
                 payload=payload,
                 key=key,
             )
-            _store_block(connection, block, index)
+            frontiers.append(_store_block(connection, block, index, known))
             crash_point("commit:inserted")
             return block
 
         try:
-            return self.store.write(write)
+            block = self.store.write(write)
         except IntegrityError as exc:
             raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
+        # a key block changes the schedule: the next append re-reads it
+        self._frontier = None if kind == KEY else (block.block_hash, frontiers[-1], key.key_id)
+        return block
 
 
-def _store_block(connection: Connection, block: Block, index: IndexEntry | None) -> None:
+def _store_block(
+    connection: Connection, block: Block, index: IndexEntry | None, frontier: list[bytes] | None = None
+) -> list[bytes]:
+    """Insert the block, its completed Merkle nodes and its index row; returns the new Merkle frontier.
+
+    ``frontier`` is the frontier before this block when the caller knows it (saves a read per append).
+    """
     Store.insert_block(connection, block)
-    frontier = merkle.load_frontier(NodesOf(connection), block.height)
-    nodes, _ = merkle.completed_nodes(block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier)
+    if frontier is None:
+        frontier = merkle.load_frontier(NodesOf(connection), block.height)
+    nodes, after = merkle.completed_nodes(block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier)
     Store.insert_nodes(connection, nodes)
     if index is not None:
         Store.insert_version_index(
             connection, height=block.height, model=index.model, major=index.major, micro=index.micro
         )
+    return after
 
 
 def _size(connection: Connection) -> int:

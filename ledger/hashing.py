@@ -22,6 +22,9 @@ from ledger.fsutil import display_path, os_reason
 CHUNK_SIZE = 8 * 1024 * 1024
 """Bytes per read and per hand-off to the hashers; both hashers release the GIL on buffers this large."""
 
+_SMALL_READ = 64 * 1024
+"""Smallest read buffer for files that fit in one chunk."""
+
 _BUFFERS = 4
 """Buffers in flight per file: one being read while the hashers work on the others."""
 
@@ -103,16 +106,18 @@ def hash_file(
     with open(fd, "rb", buffering=0, closefd=True) as stream:
         try:
             if info.st_size <= CHUNK_SIZE:
-                return _hash_serial(stream, progress)
+                return _hash_serial(stream, progress, info.st_size)
             return _hash_parallel(stream, progress)
         except OSError as exc:
             raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
 
 
-def _hash_serial(stream: io.FileIO, progress: Callable[[int], None] | None) -> FileDigest:
+def _hash_serial(stream: io.FileIO, progress: Callable[[int], None] | None, expected: int) -> FileDigest:
     sha = hashlib.sha256()
     b3 = blake3.blake3()
-    buffer = bytearray(CHUNK_SIZE)
+    # Sized to the file: a zeroed 8 MiB buffer per small file cost more than hashing it (adapter directories
+    # hold thousands). A file that grows while being read is still read to its end, in buffer-sized steps.
+    buffer = bytearray(min(CHUNK_SIZE, max(expected, _SMALL_READ)))
     view = memoryview(buffer)
     size = 0
     while n := stream.readinto(view):

@@ -7,16 +7,16 @@ advisory lock), with UNIQUE(height) and UNIQUE(prev_hash) as the backstop, so co
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, and_, create_engine, event, or_, select, text
+from sqlalchemy import Select, Table, and_, bindparam, create_engine, event, or_, select, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
 from ledger.block import Block
 from ledger.errors import InputError, StorageError
@@ -68,7 +68,9 @@ def make_engine(url: str) -> Engine:
     """Create an engine with the ledger's connection settings for its backend."""
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 60})
+        # Pooled: opening a connection costs the PRAGMAs below, and closing the last one checkpoints the WAL;
+        # both per append cost more than the commit itself.
+        engine = create_engine(url, connect_args={"timeout": 60})
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
@@ -218,13 +220,12 @@ class Store:
         """Fetch the Merkle nodes at ``keys`` in one query."""
         if not keys:
             return {}
-        table = _NODES
-        by_level: dict[int, list[int]] = {}
-        for level, idx in keys:
-            by_level.setdefault(level, []).append(idx)
+        wanted = list(dict.fromkeys(keys))
+        padded = wanted + [wanted[0]] * (-len(wanted) % _NODE_BATCH)  # few statement shapes, each cached
+        params = {f"l{i}": level for i, (level, _idx) in enumerate(padded)}
+        params.update({f"i{i}": idx for i, (_level, idx) in enumerate(padded)})
         found: dict[tuple[int, int], bytes] = {}
-        clause = or_(*(and_(table.c.level == lv, table.c.idx.in_(ix)) for lv, ix in by_level.items()))
-        for level, idx, digest in connection.execute(select(table.c.level, table.c.idx, table.c.hash).where(clause)):
+        for level, idx, digest in connection.execute(_nodes_query(len(padded)), params):
             found[(level, idx)] = bytes(digest)
         return found
 
@@ -240,6 +241,18 @@ class Store:
     def insert_checkpoint(connection: Connection, *, size: int, root: str, note: bytes, created: str) -> None:
         """Store a signed checkpoint the ledger issued."""
         connection.execute(_CHECKPOINTS.insert(), [{"size": size, "root": root, "note": note, "created": created}])
+
+
+_NODE_BATCH = 8
+
+
+@functools.lru_cache(maxsize=64)
+def _nodes_query(count: int) -> Select[int, int, bytes]:
+    """``(level = ? AND idx = ?) OR ...``: each term is a primary-key lookup on both backends (a row-value
+    ``IN`` is not: SQLite scans the table for it). Built once per size and cached, so it compiles once."""
+    table = _NODES
+    clause = or_(*(and_(table.c.level == bindparam(f"l{i}"), table.c.idx == bindparam(f"i{i}")) for i in range(count)))
+    return select(table.c.level, table.c.idx, table.c.hash).where(clause)
 
 
 def _row_values(block: Block) -> dict[str, Any]:

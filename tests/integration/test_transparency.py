@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -267,7 +267,9 @@ def _copy_database(ws: Workspace, tmp_path: Path) -> str:
     """An older copy of the database, as a backup restore would bring back."""
     if ws.db_url.startswith("sqlite"):
         target = tmp_path / f"copy-{uuid.uuid4().hex}.db"
-        shutil.copy(ws.db_url.removeprefix("sqlite:///"), target)
+        # the online backup API: a plain file copy would miss what still sits in the WAL of pooled connections
+        with sqlite3.connect(ws.db_url.removeprefix("sqlite:///")) as source, sqlite3.connect(target) as copy:
+            source.backup(copy)
         return f"sqlite:///{target}"
     url = sqlalchemy.engine.make_url(ws.db_url)
     name = f"{url.database}_copy_{uuid.uuid4().hex[:6]}"
@@ -424,6 +426,10 @@ def test_key_rotation(ledger_ws: Workspace, witness_url: str) -> None:
     assert block.key_id == old.key_id and block.data()["previous_key_id"] == old.key_id
     after = ledger.append_event("event", {"n": "after"})
     assert after.key_id == new.key_id
+    ledger.use_key(old)  # the same handle, whose last append it cached, must still refuse the retired key
+    with pytest.raises(KeyFileError, match="retired"):
+        ledger.append_event("event", {"n": "stale"})
+    ledger.use_key(new)
     issued = issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
     assert issued.signed.checkpoint.size == 5
     assert audit(ledger, ledger_ws, witness_url).clean

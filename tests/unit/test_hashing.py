@@ -69,6 +69,21 @@ def test_hash_file_matches_reference_real_chunks(tmp_path: Path, index: int) -> 
     assert blake3_file(path) == (size, blake3.blake3(data).hexdigest())
 
 
+@pytest.mark.parametrize("size", sizes(hashing._SMALL_READ))
+def test_small_files_around_the_small_buffer(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f.bin"
+    data = write(path, size, seed=size)
+    assert hash_file(path) == reference(data)
+
+
+def test_file_larger_than_its_stat_is_read_to_the_end(tmp_path: Path) -> None:
+    # A file that grew after fstat: the buffer sized from the stale size must still read every byte.
+    path = tmp_path / "f.bin"
+    data = write(path, 5 * hashing._SMALL_READ + 11)
+    with open(path, "rb", buffering=0) as stream:
+        assert hashing._hash_serial(stream, None, 10) == reference(data)
+
+
 def test_many_chunks_wrap_the_buffer_ring(tmp_path: Path, small_chunks: int) -> None:
     # Far more chunks than buffers: a buffer refilled before the hashers finish would corrupt the digest.
     path = tmp_path / "f.bin"

@@ -1,0 +1,173 @@
+"""Figure 4: signed metadata-only appends per second vs a bare INSERT+COMMIT of a same-size row, same database.
+
+The reference holds one raw DB-API connection open and commits one row per transaction with the durability
+the ledger uses (SQLite: WAL, synchronous=FULL; PostgreSQL: default synchronous_commit). Also the ledger's
+rate with several concurrent appending processes (each its own ``Ledger``), released together.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from benchmarks.harness import Context, Figure, Goal, Measure, Status, cli_env, not_available
+from benchmarks.workspace import Bench, make_bench, postgres_database, seed_metadata
+
+GOAL = Goal("ratio", ">=", 0.5, "≥ 0.5x")
+PAYLOAD: dict[str, Any] = {"note": "metadata-only benchmark block", "metadata": seed_metadata("benchmodel-v1.0")}
+
+
+def _row_size(ledger: Any) -> int:
+    block = ledger.head()
+    return len(block.payload) + len(block.signature) + 3 * 64 + len(block.timestamp) + len(block.kind) + 24
+
+
+def _bare_sqlite(db_url: str, size: int, count: int) -> float:
+    import sqlite3
+
+    path = db_url.removeprefix("sqlite:///")
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.execute("PRAGMA synchronous = FULL")
+    connection.execute("CREATE TABLE IF NOT EXISTS bench_rows (id INTEGER PRIMARY KEY, data BLOB NOT NULL)")
+    row = b"x" * size
+    start = time.perf_counter()
+    for _ in range(count):
+        connection.execute("BEGIN")
+        connection.execute("INSERT INTO bench_rows (data) VALUES (?)", (row,))
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed
+
+
+def _bare_postgres(db_url: str, size: int, count: int) -> float:
+    import psycopg
+
+    from ledger.store import normalise_url
+
+    url = normalise_url(db_url).replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as connection:
+        connection.execute("CREATE TABLE IF NOT EXISTS bench_rows (id BIGSERIAL PRIMARY KEY, data BYTEA NOT NULL)")
+        connection.commit()
+        row = b"x" * size
+        start = time.perf_counter()
+        for _ in range(count):
+            connection.execute("INSERT INTO bench_rows (data) VALUES (%s)", (row,))
+            connection.commit()
+        return time.perf_counter() - start
+
+
+def _ours(ledger: Any, count: int) -> float:
+    start = time.perf_counter()
+    for _ in range(count):
+        ledger.append_event("bench", PAYLOAD)
+    return time.perf_counter() - start
+
+
+def _concurrent(bench: Bench, procs: int, each: int) -> float:
+    """Total blocks per second with ``procs`` appending processes released at once."""
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.append_worker",
+                bench.db_url,
+                str(bench.key),
+                str(bench.models),
+                str(each),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
+        for _ in range(procs)
+    ]
+    for worker in workers:
+        assert worker.stdout is not None
+        if worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("an append worker failed to start")
+    start = time.perf_counter()
+    for worker in workers:
+        assert worker.stdin is not None
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    for worker in workers:
+        worker.wait()
+        if worker.returncode != 0:
+            raise RuntimeError(f"an append worker exited {worker.returncode}")
+    return procs * each / (time.perf_counter() - start)
+
+
+def _backend(ctx: Context, label: str, db_url: str | None) -> list[Figure]:
+    bench = make_bench(ctx, f"append-{label}", db_url=db_url)
+    ledger = bench.create()
+    ledger.append_event("bench", PAYLOAD)  # warm-up, and a block to size the reference row by
+    size = _row_size(ledger)
+    count = ctx.sizes.append_blocks
+    bare = _bare_sqlite if label == "sqlite" else _bare_postgres
+    ours_runs: list[float] = []
+    ref_runs: list[float] = []
+    for _ in range(ctx.sizes.big_repeats):
+        ours_runs.append(count / _ours(ledger, count))
+        ref_runs.append(count / bare(bench.db_url, size, count))
+    ours = Measure(max(ours_runs), "blocks/s", tuple(ours_runs))
+    ref = Measure(max(ref_runs), "rows/s", tuple(ref_runs))
+    figures = [
+        Figure(
+            f"append-{label}",
+            f"signed metadata-only appends vs bare INSERT+COMMIT ({label})",
+            Status.OK,
+            ours,
+            ref,
+            f"bare INSERT+COMMIT of a {size}-byte row",
+            ours.value / ref.value,
+            "rate ours / rate reference",
+            GOAL,
+            f"best of {ctx.sizes.big_repeats} runs of {count} appends, alternating; one connection for the reference",
+        )
+    ]
+    procs = ctx.sizes.concurrent_procs
+    each = ctx.sizes.concurrent_blocks
+    total = _concurrent(bench, procs, each)
+    report = ledger.audit(files=_files_none())
+    notes = () if report.clean else (f"audit after concurrent appends found {len(report.findings)} findings",)
+    figures.append(
+        Figure(
+            f"append-concurrent-{label}",
+            f"{procs} concurrent appending processes, total rate ({label})",
+            Status.OK if report.clean else Status.ERROR,
+            Measure(total, "blocks/s"),
+            ours,
+            "one appending process (above)",
+            total / ours.value,
+            "rate concurrent / rate single",
+            None,
+            f"{procs} processes x {each} appends, released together; chain audited afterwards",
+            notes,
+        )
+    )
+    return figures
+
+
+def _files_none() -> Any:
+    from ledger.audit import FilesMode
+
+    return FilesMode.NONE
+
+
+def run_figures(ctx: Context) -> list[Figure]:
+    """SQLite always; PostgreSQL when the server answers."""
+    figures = _backend(ctx, "sqlite", None)
+    if ctx.pg_admin_url is None:
+        figures.append(not_available("append-postgres", "appends vs bare INSERT+COMMIT (postgres)", "server down"))
+        return figures
+    with ExitStack() as stack:
+        url = stack.enter_context(postgres_database(ctx.pg_admin_url))
+        figures.extend(_backend(ctx, "postgres", url))
+    return figures

@@ -1,0 +1,160 @@
+"""Figures 5 and 6: full chain audit vs the raw Ed25519 verify rate x cores; proofs and incremental audit.
+
+The big ledger is built by ``benchmarks.bulk`` (real signed blocks in batched transactions), on SQLite.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import time
+from typing import Any
+
+from benchmarks import bulk
+from benchmarks.harness import Context, Figure, Goal, Measure, Status, not_available, run, seconds
+from benchmarks.workspace import Bench, make_bench
+
+
+def raw_verify_rate(samples: int = 3000) -> float:
+    """Ed25519 verifications per second on one core (``cryptography``, key loaded once, 32-byte messages)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    messages = [os.urandom(32) for _ in range(samples)]
+    signed = [(key.sign(m), m) for m in messages]
+    best = 0.0
+    for _ in range(3):
+        start = time.perf_counter()
+        for signature, message in signed:
+            public.verify(signature, message)
+        best = max(best, samples / (time.perf_counter() - start))
+    return best
+
+
+def _ms(values: list[float]) -> Measure:
+    return Measure(statistics.median(values) * 1000, "ms", tuple(v * 1000 for v in values))
+
+
+def run_figures(ctx: Context) -> list[Figure]:
+    """Build the big ledger once, then audit it and prove inclusions in it."""
+    from ledger import merkle
+    from ledger.api import NodesOf
+    from ledger.store import Store
+
+    bench = make_bench(ctx, "chain")
+    if ctx.chain_db is not None:
+        db, key = ctx.chain_db
+        shutil.copyfile(db, bench.models / "ledger.db")
+        shutil.copyfile(key, bench.key)
+        ledger = bench.open()
+    else:
+        ledger = bench.create()
+        count = ctx.sizes.chain_blocks
+        start = time.perf_counter()
+        bulk.extend(ledger, count - 1, log=ctx.log)
+        ctx.log(f"  bulk build of {count:,} blocks took {time.perf_counter() - start:.0f} s")
+    size = ledger.head().height + 1
+
+    cores = os.cpu_count() or 1
+    one_core = raw_verify_rate()
+    audit = bench.cmd("audit", "--files", "none")
+    repeats = 1 if size >= 100_000 else ctx.sizes.big_repeats  # a 1M-block audit takes minutes on 2 cores
+    runs = [_timed_run(audit, bench.env()) for _ in range(repeats)]
+    limit = one_core * cores
+    figures = [
+        Figure(
+            "chain-audit",
+            f"ledger audit --files none of {size:,} blocks vs raw Ed25519 verify rate x {cores} cores",
+            Status.OK,
+            Measure(size / min(runs), "blocks/s", tuple(size / r for r in runs)),
+            Measure(limit, "verifies/s"),
+            f"{one_core:,.0f}/s on one core x {cores}",
+            size / min(runs) / limit,
+            "rate ours / rate reference",
+            Goal("ratio", ">=", 0.8, "≥ 0.8x"),
+            f"best of {len(runs)}, whole command wall time, SQLite, warm cache; {size:,} blocks",
+        )
+    ]
+
+    rng = random.Random(7)
+    proof_times: list[float] = []
+    lookup_times: list[float] = []
+    with ledger.store.reading() as connection:
+        source = NodesOf(connection)
+        root = merkle.root(source, size)
+        for _ in range(ctx.sizes.proof_samples):
+            index = rng.randrange(size)
+            t0 = time.perf_counter()
+            path = merkle.inclusion_proof(source, index, size)
+            root_now = merkle.root(source, size)
+            proof_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            block = Store.block_at(connection, index)
+            lookup_times.append(time.perf_counter() - t0)
+            assert block is not None and root_now == root
+            leaf = merkle.leaf_hash(bytes.fromhex(block.block_hash))
+            merkle.verify_inclusion(leaf=leaf, index=index, size=size, path=path, root=root)
+    proof = _ms(proof_times)
+    lookup = _ms(lookup_times)
+    figures.append(
+        Figure(
+            "inclusion-proof",
+            f"root + inclusion proof for a random leaf of {size:,} blocks",
+            Status.OK,
+            proof,
+            lookup,
+            "one block lookup by height",
+            proof.value / lookup.value,
+            "time ours / time reference",
+            Goal("ours", "<", 50, "< 50 ms"),
+            f"median of {len(proof_times)} random leaves, library call on an open SQLite connection; "
+            f"max {max(proof_times) * 1000:.1f} ms; every proof verified",
+        )
+    )
+    figures.append(_incremental(ctx, bench, ledger, min(runs)))
+    return figures
+
+
+def _timed_run(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    run(cmd, env=env)
+    return time.perf_counter() - start
+
+
+def _incremental(ctx: Context, bench: Bench, ledger: Any, full_audit: float) -> Figure:
+    """``ledger checkpoint``, then 1,000 new blocks, then ``ledger audit --incremental`` (issue 4's commands)."""
+    title = f"incremental audit of {ctx.sizes.incremental_blocks:,} new blocks from a trusted checkpoint"
+    goal = Goal("ours", "<", 2.0, "< 2 s")
+    env = bench.env()
+    help_text = subprocess.run(bench.cmd("audit", "--help"), env=env, capture_output=True, text=True, check=False)
+    has_checkpoint = subprocess.run(bench.cmd("checkpoint", "--help"), env=env, capture_output=True, check=False)
+    if "--incremental" not in help_text.stdout or has_checkpoint.returncode != 0:
+        return not_available(
+            "incremental-audit",
+            title,
+            "needs issue 4 (ledger checkpoint, audit --incremental), not on main yet",
+            goal=goal,
+        )
+    runs = []
+    for _ in range(ctx.sizes.big_repeats):
+        run(bench.cmd("checkpoint"), env=env)  # the trusted state: the head as it is now
+        bulk.extend(ledger, ctx.sizes.incremental_blocks)
+        runs.append(_timed_run(bench.cmd("audit", "--files", "none", "--incremental"), env))
+    size = ledger.head().height + 1
+    return Figure(
+        "incremental-audit",
+        title,
+        Status.OK,
+        seconds(runs),
+        Measure(full_audit, "s"),
+        "full ledger audit --files none (above)",
+        min(runs) / full_audit,
+        "time ours / time reference",
+        goal,
+        f"best of {len(runs)}, whole command wall time; each run: checkpoint, {ctx.sizes.incremental_blocks:,} new "
+        f"blocks, audit --incremental; ~{size:,} blocks",
+    )

@@ -1,0 +1,89 @@
+"""Figure 3: ``Ledger.save_version`` of a state dict of at least 1 GiB vs a plain ``torch.save`` of it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchmarks.harness import GIB, Context, Figure, Goal, Status, seconds
+from benchmarks.workspace import MODEL, make_bench, seed_metadata
+
+GOAL = Goal("ratio", "<=", 1.10, "≤ 1.10x")
+
+
+def _state(size: int) -> dict[str, Any]:
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    per = 64 << 20
+    count = max(1, size // per)
+    return {f"layer{i}.weight": torch.rand(per // 4, generator=generator) for i in range(count)}
+
+
+def run_figures(ctx: Context) -> list[Figure]:
+    """Alternate torch.save and save_version (each a new version) over the same state dict, same disk."""
+    import torch
+
+    from ledger.api import Ledger
+
+    bench = make_bench(ctx, "save")
+    state = _state(ctx.sizes.save_bytes)
+    size = sum(t.numel() * t.element_size() for t in state.values())
+    n = ctx.sizes.big_repeats
+    plain = bench.root / "plain"
+    plain.mkdir()
+    counter = iter(range(1000))
+
+    def reference() -> None:
+        torch.save(state, plain / f"plain-{next(counter)}.pth")
+
+    ref = [time_of(reference) for _ in range(n + 1)][1:]
+    method = f"best of {n}, alternating, {size / GIB:.2f} GiB state dict of float32 tensors, same file system"
+    if not hasattr(Ledger, "save_version"):
+        return [
+            Figure(
+                "save-version",
+                "save_version vs plain torch.save of the same state dict",
+                Status.NOT_AVAILABLE,
+                reference=seconds(ref),
+                reference_name="torch.save",
+                goal=GOAL,
+                method=method,
+                notes=("Ledger.save_version (issue 3) is not on main yet; reference measured alone",),
+            )
+        ]
+    ledger = bench.create()
+    versions = iter(range(1000))
+
+    def ours() -> None:
+        i = next(versions)
+        kind = "major" if i == 0 else "micro"
+        ledger.save_version(state, seed_metadata(f"{MODEL}-v1.{i}"), kind=kind)
+
+    ours_runs: list[float] = []
+    ref = []
+    ours()  # warm-up (and v1.0)
+    for _ in range(n):
+        ours_runs.append(time_of(ours))
+        ref.append(time_of(reference))
+    return [
+        Figure(
+            "save-version",
+            "save_version vs plain torch.save of the same state dict",
+            Status.OK,
+            seconds(ours_runs),
+            seconds(ref),
+            "torch.save",
+            min(ours_runs) / min(ref),
+            "time ours / time reference",
+            GOAL,
+            method,
+        )
+    ]
+
+
+def time_of(fn: Any) -> float:
+    """Wall seconds of one call."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
