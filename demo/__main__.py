@@ -38,13 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from cli.render import audit_text
+    from cli.render import audit_text, log_text
     from cli.versions import versions_text
     from ledger.api import Ledger
     from ledger.audit import FilesMode
+    from ledger.checkpoints import issue
     from ledger.errors import LedgerError
     from ledger.inventory import list_versions
     from ledger.signing import SigningKey, write_key_file
+    from ledger.witness import Witness
 
     torch.set_num_threads(2)
     root = args.root.absolute()
@@ -74,10 +76,19 @@ def main(argv: list[str] | None = None) -> int:
             ledger = Ledger.create(url, models_dir=models, key=key, adapters_dir=adapters, origin="demo.ledger.local")
             print(f"new demo ledger {db} (key {key}): first major version, then two questions")
         run_round(ledger, work=work, steps=args.steps, seconds=args.seconds)
-        report = ledger.audit(files=FilesMode.FULL)
+        witness, state = work / "witness", work / "state"
+        witness.mkdir(parents=True, exist_ok=True)
+        issued = issue(ledger, witness=Witness(str(witness)), state_dir=state)
+        report = ledger.audit(files=FilesMode.FULL, witness=str(witness), state_dir=state)
     except LedgerError as error:
         print(f"demo: error: {error}", file=sys.stderr)
         return 2
+    print()
+    print(f"$ ledger checkpoint --witness {witness}")
+    print(f"signed checkpoint of {issued.signed.checkpoint.size} blocks, published to the witness")
+    print()
+    print("$ ledger log --limit 8")
+    print(log_text(list(ledger.blocks(max(0, ledger.head().height - 7)))[::-1]))
     print()
     print("$ ledger audit --files full")
     print(audit_text(report))

@@ -29,7 +29,7 @@ from ledger.errors import InputError, StorageError
 from ledger.fsutil import relative_inside
 from ledger.metadata import validate
 from ledger.strictjson import load_object
-from ledger.tensors import summarise_pth
+from ledger.tensors import UnsafePickleError, summarise_pth
 from ledger.versions import VersionId, VersionName, check_slug
 from tests.conftest import Workspace, open_ledger, seed_metadata
 
@@ -267,7 +267,7 @@ def test_pickle_that_would_run_code_is_never_executed(sqlite_ws: Workspace) -> N
         recorded = ledger.block(height).data()["weights"]
         assert recorded["tensors"] is None and recorded["not_inspected"]
     assert sqlite_ws.cli("audit", "--files", "full").returncode == 0
-    with pytest.raises(InputError):
+    with pytest.raises(UnsafePickleError, match="would import"):
         summarise_pth(weights)
     assert not marker.exists()
 
