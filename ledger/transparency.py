@@ -31,6 +31,7 @@ from ledger.checkpoints import VerifiedNote, state_at, stored_notes, verify_note
 from ledger.errors import CheckpointError, InputError, ProofError, StorageError
 from ledger.fastaudit import Seed, verify_chain
 from ledger.findings import Finding, FindingClass
+from ledger.indexcheck import index_findings, index_rows
 from ledger.keys import KeySchedule
 from ledger.store import Store
 from ledger.tables import APPEND_ONLY_TABLES
@@ -98,7 +99,9 @@ def run_audit(ledger: Ledger, options: AuditOptions) -> AuditReport:
     findings = [*check.scan.findings, *gathered.findings]
     with ledger.store.reading() as connection:
         present = {table: guards.present_triggers(connection, table) for table in APPEND_ONLY_TABLES}
+        rows = index_rows(connection)
     findings.extend(guard_findings(present, ledger.store.dialect))
+    findings.extend(index_findings(rows, {v.height: v.payload for v in check.scan.versions.values()}))
     matched = _check_claims(ledger, gathered.claims, size, check.roots, findings)
     findings.extend(stage_warnings(check.scan))
     notes: list[str] = []
