@@ -163,16 +163,19 @@ def _gather(
     elif state is not None:
         signed = state.checkpoint()  # verified under the keys pinned in the state, not the database's
         known = schedule.known()
-        for height_order, (kid, pub) in enumerate(state.keys):
+        for kid, pub in state.keys:
             if known.get(kid) != bytes.fromhex(pub):
-                event = schedule.events[height_order] if height_order < len(schedule.events) else None
+                # The state does not record heights (and keeps its keys in its own order), so only a key the
+                # chain still introduces, with another public key, has a known height. A key no block introduces
+                # any more was cut off with the tail or rewritten away: the size and root checks name the height.
+                event = schedule.introduced_by(kid)
+                why = "history was rewritten under another key" if event else "no block introduces it any more"
                 out.findings.append(
                     Finding(
-                        event.height if event else 0,
+                        event.height if event else None,
                         None,
                         FindingClass.CONSISTENCY,
-                        f"the chain no longer introduces key {kid} that the trusted state pinned: "
-                        "history was rewritten under another key",
+                        f"the chain no longer introduces key {kid} that the trusted state pinned: {why}",
                     )
                 )
                 break
