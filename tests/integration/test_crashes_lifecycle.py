@@ -19,10 +19,8 @@ from typing import Any
 
 import fsspec.callbacks
 import fsspec.implementations.local
-import pydantic
 import pytest
 import torch
-import typer._coercion
 
 import cli.lifecycle
 import ledger.backup
@@ -40,8 +38,6 @@ from tests.integration.test_crashes import _FORK, run_cli
 PRELOADED = (
     fsspec.callbacks,
     fsspec.implementations.local,
-    pydantic,
-    typer._coercion,
     cli.lifecycle,
     ledger.backup,
     ledger.restore,
