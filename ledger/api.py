@@ -22,9 +22,17 @@ from ledger.audit import AuditReport, FilesMode
 from ledger.block import GENESIS_PREV_HASH, Block, seal
 from ledger.canonical import canonical, decode
 from ledger.chain import GENESIS, KEY
-from ledger.errors import AlreadyExistsError, KeyFileError, NotFoundError, StorageError, VersionOrderError
+from ledger.errors import (
+    AlreadyExistsError,
+    IndexMismatchError,
+    KeyFileError,
+    NotFoundError,
+    StorageError,
+    VersionOrderError,
+)
 from ledger.faults import crash_point
 from ledger.fsutil import write_atomic
+from ledger.indexcheck import recorded_as
 from ledger.keys import KeySchedule, schedule_of
 from ledger.recording import PreparedVersion, prepare_version
 from ledger.signing import SigningKey, load_key_file
@@ -198,6 +206,11 @@ class Ledger:
             block = Store.block_at(connection, height) if height is not None else None
         if block is None:
             raise NotFoundError(f"{model}-{version.tag} is not in the ledger")
+        if block.kind != VERSION or recorded_as(block.data()) != (model, version.major, version.micro):
+            raise IndexMismatchError(
+                f"the version index points {model}-{version.tag} at block {block.height}, which does not record "
+                "that version: the database was changed behind its guards (run `ledger audit`)"
+            )
         return block
 
     def find(self, ref: str, *, model: str | None = None) -> Block:

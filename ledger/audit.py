@@ -376,7 +376,7 @@ def _adapter_leftovers(adapters_dir: Path) -> list[Finding]:
     for entry in entries:
         if entry.name.startswith(".") and entry.name.endswith(".tmp") and entry.is_dir(follow_symlinks=False):
             shown = display_path(entry.name)
-            message = f"adapter directory {shown} is a leftover of an interrupted save, not in the ledger"
+            message = f"adapter directory {shown} is a leftover of an interrupted save or restore, not in the ledger"
             out.append(Finding(None, None, FindingClass.UNLEDGERED, message, shown))
     return out
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ledger.errors import FileInputError, InputError, NotFoundError, RemoteCopyError
+from ledger.faults import crash_point
 from ledger.findings import Finding, FindingClass
 from ledger.fsutil import display_path, resolve_recorded
 from ledger.hashing import FileDigest, hash_file
@@ -116,6 +117,8 @@ def _backup_one(
     uploaded = 0
     for item in planned:
         uploaded += _transfer(store, item, progress)
+        crash_point("backup:transferred")
+    crash_point("backup:uploaded")
     block = ledger.append_event(
         BACKUP,
         {

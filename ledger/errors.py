@@ -115,3 +115,7 @@ class CheckpointError(VerificationError):
 
 class RemoteCopyError(VerificationError):
     """A remote (backup) copy is missing, or its bytes do not match the digests the chain recorded."""
+
+
+class IndexMismatchError(VerificationError):
+    """The ``version_index`` lookup row points at a block that does not record that version."""

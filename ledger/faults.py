@@ -22,6 +22,23 @@ POINTS = (
     "atomic:renamed",  # renamed, directory not yet synced
 )
 
+#: ``save_version``: its own points, then the shared commit points it passes.
+SAVE_POINTS = (
+    "save:written",  # weights and metadata written and synced under hidden temporary names
+    "save:placed",  # hard-linked under their ledgered names (write lock held), block not inserted
+    "commit:inserted",
+    "save:committed",  # block committed, temporary names not yet removed, JSON without its block reference
+)
+
+#: ``ledger backup``: after an object is uploaded and verified, and after all, before the block.
+BACKUP_POINTS = ("backup:transferred", "backup:uploaded", "commit:inserted")
+
+#: ``ledger prune``: between two file removals, after the removals and before the prune block.
+PRUNE_POINTS = ("prune:unlinked", "prune:removed", "commit:inserted")
+
+#: ``ledger restore``: downloads verified but not placed, placed but not recorded.
+RESTORE_POINTS = ("restore:downloaded", "restore:renamed", "commit:inserted")
+
 
 def crash_point(name: str) -> None:
     """Die with SIGKILL (no cleanup, like a power cut or the OOM killer) when ``name`` is the chosen point."""

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.errors import NotFoundError, RemoteCopyError, StorageError
+from ledger.faults import crash_point
 from ledger.fsutil import display_path, fsync_dir, os_reason, resolve_recorded
 from ledger.hashing import FileDigest, HashingWriter
 from ledger.lifecycle import RESTORE, BackupFile, BackupRecord, read_state, verify_blocks
@@ -73,12 +75,22 @@ def restore(
     store = open_store(location if location is not None else parse_location(record.location))
     staged: list[_Staged] = []
     created: list[Path] = []
+    # A missing adapter directory is assembled in a hidden staging directory and renamed into place whole,
+    # so a crash never leaves it half there (the audit would report the absent files of a complete version).
+    adapter_dir = _adapter_dir(ledger, payload)
+    staging = None
+    if adapter_dir is not None and not os.path.lexists(adapter_dir):
+        staging = ledger.adapters_dir / f".{name}.{secrets.token_hex(8)}.tmp"
     placed = False
     try:
         for entry in record.files:
             target = resolve_recorded(ledger.adapters_dir if entry.role == "adapter" else ledger.models_dir, entry.path)
-            created.extend(_make_parents(target.parent))
-            temp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
+            if staging is not None and entry.role == "adapter":
+                temp = staging / entry.path
+                created.extend(_make_parents(temp.parent))
+            else:
+                created.extend(_make_parents(target.parent))
+                temp = target.parent / f".{target.name}.{secrets.token_hex(8)}.tmp"
             staged.append(_Staged(entry, target, temp))
             relative = _relative(store.location, entry.remote)
             if progress is not None:
@@ -97,13 +109,24 @@ def restore(
             if entry.role == "weights" and payload["weights"].get("mtime_ns"):
                 mtime = int(payload["weights"]["mtime_ns"])
                 os.utime(temp, ns=(mtime, mtime))  # so the quick audit (size + mtime) sees the recorded file
+        crash_point("restore:downloaded")
         for item in staged:
+            if staging is not None and item.entry.role == "adapter":
+                continue
             try:
                 os.replace(item.temp, item.target)
             except OSError as exc:
                 raise StorageError(f"cannot place {display_path(item.target)}: {os_reason(exc)}") from None
+        if staging is not None and adapter_dir is not None:
+            created.extend(_make_parents(adapter_dir.parent))
+            source = staging / adapter_dir.relative_to(ledger.adapters_dir)
+            try:
+                os.rename(source, adapter_dir)
+            except OSError as exc:
+                raise StorageError(f"cannot place {display_path(adapter_dir)}: {os_reason(exc)}") from None
         for folder in {item.target.parent for item in staged}:
             fsync_dir(folder)
+        crash_point("restore:renamed")
         placed = True
     finally:
         if not placed:
@@ -113,6 +136,8 @@ def restore(
             for folder in reversed(created):
                 with contextlib.suppress(OSError):
                     folder.rmdir()
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)  # empty once placed; a failed restore's downloads
     block = ledger.append_event(
         RESTORE,
         {
@@ -144,6 +169,13 @@ def _expected(payload: dict[str, Any], record: BackupRecord) -> dict[str, FileDi
             )
         out[entry.path] = chain.get(entry.path, recorded)
     return out
+
+
+def _adapter_dir(ledger: Ledger, payload: dict[str, Any]) -> Path | None:
+    adapter = payload.get("adapter")
+    if not isinstance(adapter, dict):
+        return None
+    return resolve_recorded(ledger.adapters_dir, str(adapter["path"]))
 
 
 def _relative(location: Location, url: str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger.config import RetentionPolicy
 from ledger.errors import PruneRefusedError, StorageError
+from ledger.faults import crash_point
 from ledger.fsutil import display_path, os_reason, resolve_recorded
 from ledger.lifecycle import (
     PRUNE,
@@ -177,6 +178,9 @@ def _remove(ledger: Ledger, item: PruneItem, removed: list[str]) -> None:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
+            # Already gone: a prune killed between removing it and appending its block (or a lost file the
+            # verified backup holds). Recording it now is what completes that prune; the audit then is clean.
+            removed.append(entry.path)
             continue
         except OSError as exc:
             raise StorageError(f"cannot inspect {display_path(path)}: {os_reason(exc)}") from None
@@ -191,7 +195,9 @@ def _remove(ledger: Ledger, item: PruneItem, removed: list[str]) -> None:
         except OSError as exc:
             raise StorageError(f"cannot remove {display_path(path)}: {os_reason(exc)}") from None
         removed.append(entry.path)
+        crash_point("prune:unlinked")
     _remove_empty_adapter_dirs(ledger, item)
+    crash_point("prune:removed")
 
 
 def _remove_empty_adapter_dirs(ledger: Ledger, item: PruneItem) -> None:

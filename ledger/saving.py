@@ -23,6 +23,7 @@ import os
 import pickle
 import secrets
 import shutil
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ from ledger.errors import (
     StorageError,
     VersionOrderError,
 )
+from ledger.faults import crash_point
 from ledger.fsutil import display_path, fsync_dir, os_reason
 from ledger.hashing import FileDigest, HashingWriter
 from ledger.manifest import hash_directory
@@ -109,6 +111,7 @@ def save_version(
         digest = files.write_weights(state)
         weights_record = weights_record_of(files.weights_tmp, files.weights.name, digest=digest)
         files.write_metadata(committed)
+        crash_point("save:written")
         body = version_body(
             name,
             stage=stage,
@@ -122,6 +125,7 @@ def save_version(
         prepared = PreparedVersion(name, stage, question, files.metadata, committed, body)
         block = ledger.record_version(prepared, place=files.place)
         committed_ok = True
+        crash_point("save:committed")
     finally:
         if committed_ok:
             files.forget_temporaries()
@@ -195,7 +199,7 @@ class _Files:
         if not adapter:
             paths.append(self.adapter)
         for path in paths:
-            if os.path.lexists(path):
+            if os.path.lexists(path) and not _left_by_crashed_save(path):
                 raise AlreadyExistsError(
                     f"{display_path(path)} already exists but is not in the ledger; move it away and save again"
                 )
@@ -284,6 +288,7 @@ class _Files:
             self.adapter_placed = True
             fsync_dir(self.adapter.parent)
         fsync_dir(self.weights.parent)
+        crash_point("save:placed")
 
     def forget_temporaries(self) -> None:
         """After the commit: drop the temporary names (the ledgered names keep the data)."""
@@ -320,6 +325,11 @@ def _same_directory(left: Path, right: Path) -> bool:
 
 def _link_new(tmp: Path, final: Path) -> int:
     """Give ``tmp``'s file the name ``final`` unless that name exists (a hard link never replaces); its inode."""
+    if _left_by_crashed_save(final):
+        # Safe to drop: we hold the write lock and the order check passed, so no block records this name and
+        # no live save is between placing and committing it; the crashed save's hidden temporary stays.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(final)
     try:
         os.link(tmp, final, follow_symlinks=False)
     except FileExistsError:
@@ -337,3 +347,31 @@ def _link_new(tmp: Path, final: Path) -> int:
         except OSError as exc2:
             raise StorageError(f"cannot place {display_path(final)}: {os_reason(exc2)}") from None
     return os.lstat(final).st_ino
+
+
+def _left_by_crashed_save(final: Path) -> bool:
+    """Whether ``final`` is a name a killed save placed before its block committed: a regular file that is a
+    hard link of one of its own hidden temporaries (a committed save unlinks those right after the commit).
+
+    Only called for names the ledger does not record, so a save killed after its commit (whose temporary may
+    remain) never matches: its name is taken and the next save gets the next version.
+    """
+    try:
+        info = os.lstat(final)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink < 2:
+        return False
+    prefix, suffix = f".{final.name}.", ".tmp"
+    try:
+        siblings = [entry for entry in os.scandir(final.parent) if entry.name.startswith(prefix)]
+    except OSError:
+        return False
+    for entry in siblings:
+        if not entry.name.endswith(suffix):
+            continue
+        with contextlib.suppress(OSError):
+            other = entry.stat(follow_symlinks=False)
+            if (other.st_ino, other.st_dev) == (info.st_ino, info.st_dev):
+                return True
+    return False

@@ -31,6 +31,7 @@ from ledger.checkpoints import VerifiedNote, state_at, stored_notes, verify_note
 from ledger.errors import CheckpointError, InputError, ProofError, StorageError
 from ledger.fastaudit import Seed, verify_chain
 from ledger.findings import Finding, FindingClass
+from ledger.indexcheck import index_findings, index_rows
 from ledger.keys import KeySchedule
 from ledger.store import Store
 from ledger.tables import APPEND_ONLY_TABLES
@@ -98,7 +99,9 @@ def run_audit(ledger: Ledger, options: AuditOptions) -> AuditReport:
     findings = [*check.scan.findings, *gathered.findings]
     with ledger.store.reading() as connection:
         present = {table: guards.present_triggers(connection, table) for table in APPEND_ONLY_TABLES}
+        rows = index_rows(connection)
     findings.extend(guard_findings(present, ledger.store.dialect))
+    findings.extend(index_findings(rows, {v.height: v.payload for v in check.scan.versions.values()}))
     matched = _check_claims(ledger, gathered.claims, size, check.roots, findings)
     findings.extend(stage_warnings(check.scan))
     notes: list[str] = []
@@ -160,16 +163,19 @@ def _gather(
     elif state is not None:
         signed = state.checkpoint()  # verified under the keys pinned in the state, not the database's
         known = schedule.known()
-        for height_order, (kid, pub) in enumerate(state.keys):
+        for kid, pub in state.keys:
             if known.get(kid) != bytes.fromhex(pub):
-                event = schedule.events[height_order] if height_order < len(schedule.events) else None
+                # The state does not record heights (and keeps its keys in its own order), so only a key the
+                # chain still introduces, with another public key, has a known height. A key no block introduces
+                # any more was cut off with the tail or rewritten away: the size and root checks name the height.
+                event = schedule.introduced_by(kid)
+                why = "history was rewritten under another key" if event else "no block introduces it any more"
                 out.findings.append(
                     Finding(
-                        event.height if event else 0,
+                        event.height if event else None,
                         None,
                         FindingClass.CONSISTENCY,
-                        f"the chain no longer introduces key {kid} that the trusted state pinned: "
-                        "history was rewritten under another key",
+                        f"the chain no longer introduces key {kid} that the trusted state pinned: {why}",
                     )
                 )
                 break

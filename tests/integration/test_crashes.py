@@ -17,7 +17,9 @@ import signal
 import time
 from pathlib import Path
 
+import pydantic
 import pytest
+import typer._coercion
 
 import cli.main
 from ledger.audit import FilesMode
@@ -26,6 +28,8 @@ from ledger.findings import FindingClass
 from ledger.strictjson import read_object
 from tests.conftest import Workspace, open_ledger
 
+#: Imported before the forks: typer imports these lazily on each command's first parse, ~0.1 s per child.
+PRELOADED = (pydantic, typer._coercion)
 SEED = 424242
 _FORK = multiprocessing.get_context("fork")
 

@@ -25,16 +25,18 @@ import pytest
 import sqlalchemy
 from sqlalchemy.engine import Connection
 
-from ledger import guards
-from ledger.api import Ledger
+from ledger import guards, merkle, trust
+from ledger.api import Ledger, NodesOf
 from ledger.audit import AuditReport, FilesMode
 from ledger.block import Block, seal
 from ledger.canonical import canonical, decode
 from ledger.chain import ChainWalker, link_fields
+from ledger.checkpoints import sign_checkpoint, state_at
 from ledger.findings import Finding, FindingClass
 from ledger.signing import SigningKey, write_key_file
 from ledger.store import Store, make_engine
 from ledger.tables import APPEND_ONLY_TABLES
+from ledger.witness import Witness
 from tests.conftest import seed_metadata
 
 SEED = 20261125
@@ -58,6 +60,8 @@ class Built:
     key_a: SigningKey
     key_b: SigningKey
     dialect: str
+    witness: str  # a checkpoint of every size 1..N+1, signed as the chain grew
+    state_dir: Path  # the trusted state at size N+1
 
 
 # --- building the ledger once per backend --------------------------------------------------------
@@ -82,6 +86,13 @@ def _build(url: str, root: Path) -> Built:
 
     ledger = Ledger.create(url, models_dir=models, key=key_a, adapters_dir=adapters)
     names = iter(_version_names())
+    witness = Witness(str(root / "witness"))
+
+    def witnessed(lg: Ledger) -> None:
+        """Publish a checkpoint of the ledger as it stands (the witness sees every size)."""
+        witness.publish(lg.ledger_id, sign_checkpoint(lg))
+
+    witnessed(ledger)
 
     def version(lg: Ledger) -> None:
         import json
@@ -96,21 +107,26 @@ def _build(url: str, root: Path) -> Built:
             version(ledger)
         else:
             ledger.append_event("note", {"n": height, "text": f"event {height}", "ratio": height / 7})
+        witnessed(ledger)
     ledger.append_event(
         "key", {"public_key": key_b.public.hex(), "previous_key_id": key_a.key_id, "reason": "rotation"}
     )
     rotated = Ledger.open(url, models_dir=models, key=key_b, adapters_dir=adapters)
+    witnessed(rotated)
     for height in range(ROTATION + 1, N + 1):
         if height in VERSION_HEIGHTS:
             version(rotated)
         else:
             rotated.append_event("note", {"n": height, "text": f"event {height}"})
-    report = rotated.audit(files=FilesMode.FULL)
+        witnessed(rotated)
+    report = rotated.audit(files=FilesMode.FULL, witness=witness.location, update_state=False)
     assert report.clean and report.head_height == N, report.findings
+    assert trust.save(root / "state", state_at(rotated, sign_checkpoint(rotated)))
     blocks = list(rotated.blocks())
     rotated.store.engine.dispose()
     ledger.store.engine.dispose()
-    return Built(url, root, models, adapters, blocks, key_a, key_b, make_engine(url).dialect.name)
+    dialect = make_engine(url).dialect.name
+    return Built(url, root, models, adapters, blocks, key_a, key_b, dialect, witness.location, root / "state")
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -233,8 +249,19 @@ class Attack:
         self.run("UPDATE blocks SET height = -(height + :by) WHERE height >= :s", by=by, s=start)
         self.run("UPDATE blocks SET height = -height WHERE height < 0")
 
+    def rebuild_tree(self) -> None:
+        """Recompute every stored Merkle node from the blocks as they now are (a thorough attacker)."""
+        self.run("DELETE FROM merkle_nodes")
+        for block in Store.blocks(self.connection):
+            nodes = NodesOf(self.connection)
+            frontier = merkle.load_frontier(nodes, block.height)
+            leaf = merkle.leaf_hash(bytes.fromhex(block.block_hash))
+            Store.insert_nodes(self.connection, merkle.completed_nodes(block.height, leaf, frontier)[0])
 
-def audit_under_attack(built: Built, attack: Callable[[Attack], None], *, files: bool = False) -> AuditReport:
+
+def audit_under_attack(
+    built: Built, attack: Callable[[Attack], None], *, files: bool = False, **options: Any
+) -> AuditReport:
     """Apply ``attack`` around the guards, audit in the same transaction, roll everything back."""
     engine = make_engine(built.url)
     try:
@@ -251,7 +278,7 @@ def audit_under_attack(built: Built, attack: Callable[[Attack], None], *, files:
                     key=None,
                     genesis=built.blocks[0],
                 )
-                return ledger.audit(files=FilesMode.FULL if files else FilesMode.NONE)
+                return ledger.audit(files=FilesMode.FULL if files else FilesMode.NONE, **options)
             finally:
                 transaction.rollback()
     finally:
@@ -575,6 +602,93 @@ def test_constraints_stop_naive_duplicates(built: Built) -> None:
 def test_ledger_untouched_after_the_matrix(built: Built) -> None:
     report = Ledger.open(built.url, models_dir=built.models, adapters_dir=built.adapters).audit(files=FilesMode.FULL)
     assert report.clean and report.head_height == N, report.findings
+
+
+# --- transparency: attacks only a checkpoint outside the database can show -----------------------------
+
+C = FindingClass.CONSISTENCY
+NOTE_HEIGHTS = [h for h in range(1, N + 1) if h not in VERSION_HEIGHTS and h != ROTATION]
+
+
+@dataclass(frozen=True)
+class Witnessed:
+    """An attack the chain alone cannot see, the checkpoint source that shows it, and (height, class) expected."""
+
+    name: str
+    attack: Callable[[Attack], None]
+    source: str  # "witness" or "state"
+    height: int
+    kind: FindingClass = C
+    stored_tree_shows: bool = False  # the stored Merkle nodes betray it even without a checkpoint
+
+
+def _rewrite_with_keys(start: int, *, rebuild_tree: bool) -> Callable[[Attack], None]:
+    """Alter note block ``start`` and re-seal everything after it with the right keys (the attacker holds the
+    retired key A and the active key B): the chain verifies, signatures and all."""
+
+    def attack(a: Attack) -> None:
+        prev = a.block(start - 1).block_hash
+        for height in range(start, N + 1):
+            old = a.block(height)
+            payload = decode(old.payload)
+            if height == start:
+                payload["text"] = "rewritten history"
+            key = a.built.key_a if height <= ROTATION else a.built.key_b
+            new = seal(height=height, prev_hash=prev, timestamp=old.timestamp, kind=old.kind, payload=payload, key=key)
+            a.rewrite(new)
+            prev = new.block_hash
+        if rebuild_tree:
+            a.rebuild_tree()
+
+    return attack
+
+
+def _witnessed() -> list[Witnessed]:
+    rng = random.Random(SEED + 4)
+    out: list[Witnessed] = []
+    for keep in (N - 1, N - 7, ROTATION, 3):
+        for source in ("witness", "state"):
+            # the removed tail was covered by a checkpoint: the first missing height is named
+            out.append(Witnessed(f"tail-cut-to-{keep}-vs-{source}", _tail_cut(keep).attack, source, keep + 1))
+    for start in sorted(rng.sample(NOTE_HEIGHTS, 6)):
+        for rebuild in (False, True):
+            label = "tree-rebuilt" if rebuild else "tree-kept"
+            # the witness holds a checkpoint of every size, so the first rewritten height is exact
+            attack = _rewrite_with_keys(start, rebuild_tree=rebuild)
+            name = f"rewrite-with-keys-{label}-from-{start}-vs-witness"
+            out.append(Witnessed(name, attack, "witness", start, stored_tree_shows=not rebuild))
+    return out
+
+
+WITNESSED = _witnessed()
+
+
+def _options(built: Built, source: str) -> dict[str, Any]:
+    if source == "witness":
+        return {"witness": built.witness, "update_state": False}
+    return {"state_dir": built.state_dir, "update_state": False}
+
+
+@pytest.mark.parametrize("mutation", WITNESSED, ids=[m.name for m in WITNESSED])
+def test_transparency_attack_reported(built: Built, mutation: Witnessed) -> None:
+    """Truncation after a checkpoint and history re-signed with the keys: invisible to the chain, not to a
+    checkpoint held outside the database (the witness, or this machine's trusted state)."""
+    blind = audit_under_attack(built, mutation.attack)
+    if mutation.stored_tree_shows:  # the attacker left the stored Merkle leaves: they name the height
+        assert (first_error(blind).height, first_error(blind).kind) == (mutation.height, C), blind.findings
+    else:  # the chain and its tree are consistent: only a checkpoint outside the database shows the attack
+        assert blind.clean, blind.findings
+    report = audit_under_attack(built, mutation.attack, **_options(built, mutation.source))
+    found = first_error(report)
+    assert (found.height, found.kind) == (mutation.height, mutation.kind), report.findings[:4]
+
+
+def test_rewrite_against_the_trusted_state_alone_is_bracketed(built: Built) -> None:
+    """With one checkpoint (size N+1) the rewrite is caught, but its height is only bracketed: 0..N."""
+    start = NOTE_HEIGHTS[len(NOTE_HEIGHTS) // 2]
+    report = audit_under_attack(built, _rewrite_with_keys(start, rebuild_tree=True), **_options(built, "state"))
+    found = first_error(report)
+    assert found.kind is C and f"in 0..{N}" in found.message, report.findings
 
 
 # --- files ---------------------------------------------------------------------------------------
