@@ -175,6 +175,7 @@ class _Files:
     created: list[Path] = field(default_factory=list)
     placed: dict[Path, int] = field(default_factory=dict)  # ledgered path -> inode we put there
     adapter_placed: bool = False
+    stale_adapter: bool = False
     adapter_in_place: bool = False
 
     @classmethod
@@ -212,7 +213,10 @@ class _Files:
             self.adapter_in_place = True  # the caller wrote it under the ledgered name already: record as is
             return adapter_record_of(self.adapter, self.adapter.name)
         original = hash_directory(source)  # refuses symlinks and special files before anything is copied
-        if os.path.lexists(self.adapter):
+        # A save killed after placing its files (weights first, adapter last) but before its block leaves this
+        # directory behind, next to weights that are a hard link of its hidden temporary: replaced under the lock.
+        self.stale_adapter = os.path.lexists(self.adapter) and _left_by_crashed_save(self.weights)
+        if os.path.lexists(self.adapter) and not self.stale_adapter:
             raise AlreadyExistsError(
                 f"adapter directory {display_path(self.adapter)} already exists but is not in the ledger; "
                 "move it away and save again"
@@ -280,7 +284,12 @@ class _Files:
                 self.placed[final] = _link_new(tmp, final)
         if self.adapter_tmp is not None and not self.adapter_placed:
             if os.path.lexists(self.adapter):
-                raise AlreadyExistsError(f"adapter directory {display_path(self.adapter)} appeared meanwhile")
+                if not self.stale_adapter:
+                    raise AlreadyExistsError(f"adapter directory {display_path(self.adapter)} appeared meanwhile")
+                try:  # kept under a hidden name (the audit reports it), never deleted
+                    os.rename(self.adapter, _hidden_temp(self.adapter))
+                except OSError as exc:
+                    raise StorageError(f"cannot move aside {display_path(self.adapter)}: {os_reason(exc)}") from None
             try:
                 os.rename(self.adapter_tmp, self.adapter)
             except OSError as exc:

@@ -87,7 +87,7 @@ def _save_child(env: Mapping[str, str], state: dict[str, torch.Tensor], metadata
         key=Path(env["LEDGER_KEY"]),
         adapters_dir=Path(env["LEDGER_ADAPTERS_DIR"]),
     )
-    ledger.save_version(state, metadata, kind="micro")
+    ledger.save_version(state, metadata, kind="micro", adapter_dir=Path(env["LEDGER_TEST_ADAPTER_SRC"]))
 
 
 def run_save(ws: Workspace, state: dict[str, torch.Tensor], *, crash_at: str | None, kill_after: float | None) -> int:
@@ -96,6 +96,12 @@ def run_save(ws: Workspace, state: dict[str, torch.Tensor], *, crash_at: str | N
     import time
 
     env = ws.env()
+    source = ws.root / "adapter-src"  # every save records a LoRA adapter directory too
+    if not source.exists():
+        source.mkdir()
+        (source / "adapter_config.json").write_text('{"base_model_name_or_path": "base", "r": 8}')
+        (source / "adapter_model.bin").write_bytes(os.urandom(2048))
+    env["LEDGER_TEST_ADAPTER_SRC"] = str(source)
     if crash_at is not None:
         env[CRASH_ENV] = crash_at
     metadata = seed_metadata(f"{MODEL}-v1.0")
