@@ -50,6 +50,11 @@ def _reject(_token: str) -> Any:
     raise _NotSimple
 
 
+#: Reused on the audit's hot path (``json.loads``/``json.dumps`` build a decoder or encoder on every call).
+_FAST_DECODER = json.JSONDecoder(parse_float=_fast_float, parse_int=_fast_int, parse_constant=_reject)
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def is_canonical(data: bytes) -> bool:
     """True when ``data`` is exactly the RFC 8785 encoding of the JSON it holds.
 
@@ -57,14 +62,16 @@ def is_canonical(data: bytes) -> bool:
     encoder (identical output for that subset, and the audit's hot path); anything else goes through rfc8785.
     """
     if data.isascii():
+        text = data.decode("ascii")
         try:
-            value = json.loads(data, parse_float=_fast_float, parse_int=_fast_int, parse_constant=_reject)
+            value, end = _FAST_DECODER.raw_decode(text)
         except _NotSimple:
             pass
         except ValueError:
             return False
         else:
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == data
+            # leading whitespace already failed above; trailing data is what json.loads calls "Extra data"
+            return end == len(text) and _FAST_ENCODER.encode(value) == text
     try:
         return rfc8785.dumps(json.loads(data)) == data
     except (ValueError, rfc8785.CanonicalizationError):

@@ -10,7 +10,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.block import HASH_DOMAIN, header_bytes
+from ledger.block import HASH_DOMAIN, header_bytes, plain_header_bytes
 from ledger.canonical import is_canonical
 
 scalars = (
@@ -90,3 +90,40 @@ def test_header_fast_path_matches_reference(kind: str, height: int) -> None:
     except rfc8785.CanonicalizationError:
         return
     assert header_bytes(**fields) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.integers(min_value=-(2**54), max_value=2**54), st.booleans(), st.text(max_size=3)),
+    st.integers(min_value=-(2**54), max_value=2**54),
+    st.lists(st.one_of(st.text(max_size=6), st.sampled_from(["ab" * 32, 'a"b', "a\\b", "\x7f", "é"])), min_size=5),
+)
+def test_plain_header_matches_reference(fmt: Any, height: int, texts: list[str]) -> None:
+    fields: dict[str, Any] = dict(
+        zip(["prev_hash", "timestamp", "kind", "payload_hash", "key_id"], texts[:5], strict=True),
+        format=fmt,
+        height=height,
+    )
+    fast = plain_header_bytes(**fields)
+    if fast is None:
+        return
+    assert type(fmt) is int
+    assert fast == HASH_DOMAIN + rfc8785.dumps(fields)
+
+
+def test_plain_header_refuses_what_it_cannot_encode() -> None:
+    base: dict[str, Any] = {
+        "format": 1,
+        "height": 7,
+        "prev_hash": "ab" * 32,
+        "timestamp": "2025-01-01T00:00:00.000000Z",
+        "kind": "event",
+        "payload_hash": "cd" * 32,
+        "key_id": "0123456789abcdef",
+    }
+    fast = plain_header_bytes(**base)
+    assert fast == header_bytes(**base)
+    for name, bad in [("kind", 'a"b'), ("kind", "a\\b"), ("key_id", "\x7f"), ("prev_hash", "é"), ("kind", "\n")]:
+        assert plain_header_bytes(**{**base, name: bad}) is None
+    for name, bad_int in [("height", 2**53), ("format", True), ("height", "7")]:
+        assert plain_header_bytes(**{**base, name: bad_int}) is None
