@@ -68,6 +68,23 @@ def test_is_canonical_edge_cases() -> None:
         '{"a":1,"a":1}',
         '"\\u001f"',
         '"\\/"',
+        "0.00002",
+        "2e-05",
+        "-0.00002",
+        "0.0000015",
+        "0.000001",
+        "0.0000001",
+        "1e-7",
+        "0.00009999999999999999",
+        "0.0001",
+        "[0.00002,0.000012,-0.00002,0.00002]",
+        "[0.000012,2e-05]",
+        '{"a":"2e-05","b":0.00002}',
+        '{"a":"x0.00002","b":0.00002}',
+        '{"2e-05":0.00002}',
+        '{"a":0.00002,"lr":0.00002}',
+        '{"a":0.000020,"b":1}',
+        '{"a":0.00002 }',
     ]:
         data = text.encode()
         assert is_canonical(data) == reference(data), text
@@ -127,3 +144,31 @@ def test_plain_header_refuses_what_it_cannot_encode() -> None:
         assert plain_header_bytes(**{**base, name: bad}) is None
     for name, bad_int in [("height", 2**53), ("format", True), ("height", "7")]:
         assert plain_header_bytes(**{**base, name: bad_int}) is None
+
+
+small = st.floats(min_value=1e-6, max_value=1e-4) | st.floats(min_value=-1e-4, max_value=-1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(small | st.text(alphabet="0123456789.e-x", max_size=8), max_size=5),
+    st.dictionaries(st.text(max_size=4), small, max_size=3),
+)
+def test_small_floats_match_reference(items: list[Any], mapping: dict[str, float]) -> None:
+    values: list[Any] = [items, mapping, [mapping, items]]
+    for value in values:
+        candidates = [json.dumps(value).encode()]
+        with contextlib.suppress(rfc8785.CanonicalizationError):
+            candidates.append(rfc8785.dumps(value))
+        for data in candidates:
+            assert is_canonical(data) == reference(data), data
+
+
+def test_small_floats_take_the_fast_path() -> None:
+    from ledger.canonical import _SmallFloats
+
+    seen = _SmallFloats()
+    assert seen.parse("0.00002") == 2e-05
+    assert seen.parse("-0.0000015") == -1.5e-06
+    assert seen.restore(json.dumps([2e-05, -1.5e-06], separators=(",", ":"))) == "[0.00002,-0.0000015]"
+    assert seen.restore('["2e-05",2e-05,-1.5e-06]') is None  # a string holds the same text: give up
