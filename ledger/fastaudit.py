@@ -36,9 +36,10 @@ from ledger.store import Store, _to_block
 from ledger.tables import MerkleNodeRow
 from ledger.timeutil import is_canonical_time
 
-CHUNK_LEVEL = 14
+#: Ranges of 4096 blocks: small enough that the last ranges keep every worker busy until the end.
+CHUNK_LEVEL = 12
 #: Below this many blocks the audit runs in-process: starting workers costs more than it saves.
-PARALLEL_THRESHOLD = 4 << CHUNK_LEVEL
+PARALLEL_THRESHOLD = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +393,7 @@ def _verify(
 def _run(
     tasks: list[RangeTask], workers: int | None, count: int, threshold: int, store: Store
 ) -> Iterable[RangeResult]:
-    procs = workers if workers is not None else (os.cpu_count() or 1)
+    procs = workers if workers is not None else _cores()
     if procs <= 1 or len(tasks) <= 1 or count < threshold:
         return (check_range(t, store) for t in tasks)
     import multiprocessing
@@ -405,6 +406,13 @@ def _run(
             yield from pool.map(check_range, tasks)
 
     return results()
+
+
+def _cores() -> int:
+    """CPUs this process may run on (the affinity mask, which ``os.cpu_count`` ignores in containers)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int) -> ChainCheck:
