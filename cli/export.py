@@ -43,6 +43,9 @@ def export(
         typer.Option(help="metric=value (repeatable); bias/loss/error are maxima, others minima; or m>=v, m<=v."),
     ] = None,
     audit_files: Annotated[str, typer.Option(help="File check of the audit run first: full, quick or none.")] = "quick",
+    full_audit: Annotated[
+        bool, typer.Option("--full-audit", help="Re-verify every block even when a trusted checkpoint state exists.")
+    ] = False,
 ) -> None:
     """Write a compliance report and record its SHA-256 in an export block."""
     from ledger.audit import FilesMode
@@ -66,6 +69,8 @@ def export(
         thresholds=parse_thresholds(threshold or []),
         files=files,
         file_name=out.name,
+        state_dir=settings.state_dir,
+        full_audit=full_audit,
     )
     _check_output(out)
     ledger = open_ledger(settings, signing=True)

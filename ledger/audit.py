@@ -48,6 +48,8 @@ class AuditReport:
     files_checked: int
     notes: tuple[str, ...] = ()
     pruned: tuple[tuple[str, str], ...] = ()  # (version, backup location) for versions pruned by policy
+    incremental_from: int | None = None
+    """Size of the trusted checkpoint the chain check resumed from; None for a full audit from the genesis."""
 
     @property
     def clean(self) -> bool:

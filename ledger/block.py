@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,6 +18,7 @@ from ledger.signing import SigningKey
 
 FORMAT_VERSION = 1
 HASH_DOMAIN = b"ledger/block/v1\n"
+HASH_DOMAIN_TEXT = HASH_DOMAIN.decode("ascii")
 GENESIS_PREV_HASH = "0" * 64
 
 
@@ -45,6 +47,36 @@ def header_bytes(
         # Printable ASCII strings and safe integers encode identically in RFC 8785 and the C JSON encoder.
         return HASH_DOMAIN + json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return HASH_DOMAIN + canonical(header)
+
+
+#: Printable ASCII without ``"`` and ``\\``: strings RFC 8785 and the C JSON encoder both copy verbatim.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")
+_SAFE_INT = 2**53
+
+
+def plain_header_bytes(
+    format: object,
+    height: object,
+    prev_hash: object,
+    timestamp: object,
+    kind: object,
+    payload_hash: object,
+    key_id: object,
+) -> bytes | None:
+    """``header_bytes`` for the common case, formatted directly (the audit's hot path); None when not plain.
+
+    Plain means safe integers and printable ASCII strings without quote or backslash, where the encoding is a
+    fixed template; anything else must go through ``header_bytes``.
+    """
+    if type(format) is not int or type(height) is not int or abs(format) >= _SAFE_INT or abs(height) >= _SAFE_INT:
+        return None
+    strings = (prev_hash, timestamp, kind, payload_hash, key_id)
+    if any(type(v) is not str for v in strings) or _PLAIN.fullmatch("".join(strings)) is None:  # type: ignore[arg-type]
+        return None
+    return (
+        f'{HASH_DOMAIN_TEXT}{{"format":{format},"height":{height},"key_id":"{key_id}","kind":"{kind}",'
+        f'"payload_hash":"{payload_hash}","prev_hash":"{prev_hash}","timestamp":"{timestamp}"}}'
+    ).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,45 @@ def _reject(_token: str) -> Any:
     raise _NotSimple
 
 
+def _ecmascript_small(value: float) -> str:
+    """ECMAScript's Number::toString for 1e-6 <= |value| < 1e-4: plain decimals, where ``repr`` uses an exponent."""
+    text = repr(value)
+    sign = "-" if text.startswith("-") else ""
+    mantissa, _, exponent = text.lstrip("-").partition("e")
+    return f"{sign}0.{'0' * (-int(exponent) - 1)}{mantissa.replace('.', '')}"
+
+
+class _SmallFloats:
+    """Accepts floats such as ``0.00002`` (learning rates) that RFC 8785 prints plainly and ``repr`` does not.
+
+    The C encoder then prints them as ``repr`` (``2e-05``); ``restore`` puts the RFC 8785 text back, and only
+    when every occurrence of each ``repr`` text in the output is one of those floats (else it gives up).
+    """
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, int]] = {}
+
+    def parse(self, token: str) -> float:
+        value = float(token)
+        if 1e-6 <= abs(value) < 1e-4 and _ecmascript_small(value) == token:
+            plain, count = self.seen.get(repr(value), (token, 0))
+            self.seen[repr(value)] = (plain, count + 1)
+            return value
+        return _fast_float(token)
+
+    def restore(self, encoded: str) -> str | None:
+        for printed, (plain, count) in self.seen.items():
+            if encoded.count(printed) != count:
+                return None
+            encoded = encoded.replace(printed, plain)  # plain text has no "e": it cannot create new matches
+        return encoded
+
+
+#: Reused on the audit's hot path (``json.loads``/``json.dumps`` build a decoder or encoder on every call).
+_FAST_DECODER = json.JSONDecoder(parse_float=_fast_float, parse_int=_fast_int, parse_constant=_reject)
+_FAST_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def is_canonical(data: bytes) -> bool:
     """True when ``data`` is exactly the RFC 8785 encoding of the JSON it holds.
 
@@ -57,14 +96,28 @@ def is_canonical(data: bytes) -> bool:
     encoder (identical output for that subset, and the audit's hot path); anything else goes through rfc8785.
     """
     if data.isascii():
+        text = data.decode("ascii")
+        small = _SmallFloats() if "0.0000" in text else None
+        decoder = (
+            _FAST_DECODER
+            if small is None
+            else json.JSONDecoder(parse_float=small.parse, parse_int=_fast_int, parse_constant=_reject)
+        )
         try:
-            value = json.loads(data, parse_float=_fast_float, parse_int=_fast_int, parse_constant=_reject)
+            value, end = decoder.raw_decode(text)
         except _NotSimple:
             pass
         except ValueError:
             return False
         else:
-            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() == data
+            # leading whitespace already failed above; trailing data is what json.loads calls "Extra data"
+            if end != len(text):
+                return False
+            encoded: str | None = _FAST_ENCODER.encode(value)
+            if small is not None and small.seen and encoded is not None:
+                encoded = small.restore(encoded)
+            if encoded is not None:
+                return encoded == text
     try:
         return rfc8785.dumps(json.loads(data)) == data
     except (ValueError, rfc8785.CanonicalizationError):

@@ -132,6 +132,7 @@ def run_audit(ledger: Ledger, options: AuditOptions) -> AuditReport:
     return AuditReport(
         findings=report_findings,
         blocks_checked=check.scan.count,
+        incremental_from=seed.size if seed is not None else None,
         head_height=check.scan.head_height if check.scan.count else (head.height if head else -1),
         head_hash=check.scan.head_hash or (head.block_hash if head else ""),
         files_mode=options.files,

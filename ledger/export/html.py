@@ -12,7 +12,7 @@ from html import escape
 from typing import Any
 
 from ledger.export.interface import RenderContext
-from ledger.export.report import Report, VersionEntry, flatten, integrity_json
+from ledger.export.report import AuditSummary, Report, VersionEntry, flatten, integrity_json
 
 INTEGRITY_ID = "ledger-integrity"
 
@@ -158,6 +158,12 @@ def _scope(report: Report) -> str:
     )
 
 
+def _audit_mode(a: AuditSummary) -> str:
+    if a.incremental_from is None:
+        return "full audit (every block from the genesis)"
+    return f"incremental audit (blocks from {a.incremental_from} on; those below were verified by an earlier audit)"
+
+
 def _integrity(report: Report) -> str:
     i = report.integrity
     a = i.audit
@@ -169,7 +175,8 @@ def _integrity(report: Report) -> str:
         ("Checkpoint", f"tree size {i.checkpoint.size}, root {_h(i.checkpoint.root)}"),
         (
             "Audit at export time",
-            f"{verdict} {a.blocks_checked} blocks checked, {a.files_checked} files ({escape(a.files_mode)} check), "
+            f"{verdict} {escape(_audit_mode(a))}: {a.blocks_checked} blocks checked, "
+            f"{a.files_checked} files ({escape(a.files_mode)} check), "
             f"{a.warnings} warning(s)" + "".join(f"<br><span class='muted'>note: {escape(n)}</span>" for n in a.notes),
         ),
         ("Signing key of this export", _h(i.signing_key_id)),

@@ -163,6 +163,13 @@ class AuditSummary:
     errors: int
     warnings: int
     notes: tuple[str, ...]
+    incremental_from: int | None = None
+    """Trusted checkpoint size the export-time audit resumed from (blocks below it were verified earlier)."""
+
+    @property
+    def mode(self) -> str:
+        """``full`` (every block from the genesis) or ``incremental`` (from a trusted checkpoint)."""
+        return "full" if self.incremental_from is None else "incremental"
 
 
 @dataclass(frozen=True, slots=True)
@@ -544,6 +551,7 @@ def _audit_summary(audit: AuditReport) -> AuditSummary:
         errors=len(audit.findings) - warnings,
         warnings=warnings,
         notes=audit.notes,
+        incremental_from=audit.incremental_from,
     )
 
 
@@ -763,6 +771,8 @@ def integrity_json(report: Report) -> dict[str, Any]:
             "errors": i.audit.errors,
             "warnings": i.audit.warnings,
             "notes": list(i.audit.notes),
+            "mode": i.audit.mode,
+            "incremental_from": i.audit.incremental_from,
         },
         "verify_command": i.verify_command,
         "signing_key_id": i.signing_key_id,

@@ -10,6 +10,7 @@ import hashlib
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.audit import FilesMode
@@ -35,6 +36,10 @@ class ExportRequest:
     thresholds: tuple[Threshold, ...] = ()
     files: FilesMode = FilesMode.QUICK
     file_name: str = "report"
+    state_dir: Path | None = None
+    """Trusted checkpoint state: when it holds a state for this ledger, the chain audit resumes from it."""
+    full_audit: bool = False
+    """Re-verify every block from the genesis even when a trusted state exists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +67,12 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
     from ledger.export.attest import sign_checkpoint
 
     key = ledger.key  # exporting signs a checkpoint and appends a block: fail early without a key
-    audit = ledger.audit(files=request.files)
+    audit = ledger.audit(
+        files=request.files,
+        state_dir=request.state_dir,
+        incremental=not request.full_audit and _has_trusted_state(ledger, request.state_dir),
+        update_state=False,  # exporting reads the trusted state; only `ledger audit`/`checkpoint` advance it
+    )
     with ledger.store.reading() as connection:
         checkpoint = sign_checkpoint(
             NodesOf(connection),
@@ -87,6 +97,20 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
         audit=audit,
         context=context,
     )
+
+
+def _has_trusted_state(ledger: Ledger, state_dir: Path | None) -> bool:
+    """Whether an incremental audit can resume from a trusted state (an unusable file means a full audit,
+    which reports it)."""
+    if state_dir is None:
+        return False
+    from ledger import trust
+    from ledger.errors import CheckpointError, InputError, StorageError
+
+    try:
+        return trust.load(state_dir, ledger.ledger_id) is not None
+    except (CheckpointError, InputError, StorageError):
+        return False
 
 
 def produce(ledger: Ledger, request: ExportRequest) -> Produced:

@@ -411,3 +411,32 @@ def test_pdf_rendered_and_read_back(sqlite_ws: Workspace, tmp_path: Path) -> Non
         assert value in compact, value
     attached = json.loads(reader.attachments["ledger-integrity.json"][0])
     assert attached["head"] == {"height": head.height, "hash": head.block_hash}
+
+
+def test_export_audit_resumes_from_the_trusted_state_and_says_so(ledger_ws: Workspace, tmp_path: Path) -> None:
+    from ledger.checkpoints import issue
+
+    ledger = populate(ledger_ws)
+    state = tmp_path / "state"
+
+    def audit_of(**options: Any) -> dict[str, Any]:
+        request = ExportRequest(format="json", selection=Selection(), files=FilesMode.NONE, **options)
+        data: dict[str, Any] = json.loads(produce(ledger, request).data)
+        audit: dict[str, Any] = data["integrity"]["audit"]
+        return audit
+
+    first = audit_of(state_dir=state)  # no trusted state yet
+    assert (first["mode"], first["incremental_from"]) == ("full", None)
+    assert first["blocks_checked"] == ledger.size()
+    issue(ledger, witness=None, state_dir=state)
+    assert ledger.audit(files=FilesMode.NONE, state_dir=state).clean
+    trusted = ledger.size()
+    ledger.append_event("note", {"text": "after the checkpoint"})
+    resumed = audit_of(state_dir=state)
+    assert (resumed["mode"], resumed["incremental_from"], resumed["clean"]) == ("incremental", trusted, True)
+    assert resumed["blocks_checked"] == ledger.size() - trusted
+    assert any(n.startswith("incremental:") for n in resumed["notes"])
+    forced = audit_of(state_dir=state, full_audit=True)
+    assert (forced["mode"], forced["blocks_checked"]) == ("full", ledger.size())
+    tamper(ledger_ws.db_url, ("UPDATE blocks SET payload_hash = 'x' WHERE height = :h", {"h": ledger.size() - 1}))
+    assert audit_of(state_dir=state)["clean"] is False  # the re-checked new block is still checked
