@@ -58,12 +58,14 @@ def rotate_files(
     key = SigningKey.generate()
     staged = key_path.with_name(key_path.name + ".next")
     write_key_file(staged, key, passphrase)
+    committed = False
     try:
         block = rotate(ledger, key, reason=reason)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            staged.unlink()
-        raise
+        committed = True
+    finally:
+        if not committed:  # any failure, Ctrl-C included: the staged key never signed anything
+            with contextlib.suppress(OSError):
+                staged.unlink()
     retired = key_path.with_name(f"{key_path.name}.retired-{block.key_id}")
     try:
         os.replace(key_path, retired)
