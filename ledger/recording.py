@@ -18,7 +18,7 @@ from ledger.fsutil import display_path, relative_inside
 from ledger.hashing import FileDigest, hash_file
 from ledger.manifest import Manifest, hash_directory
 from ledger.strictjson import read_object
-from ledger.tensors import summarise
+from ledger.tensors import TensorSummary, summarise
 from ledger.versions import VersionName, check_question_id
 
 WEIGHT_SUFFIXES = (".pth", ".safetensors")
@@ -143,12 +143,13 @@ def weights_record_of(
     relative: str,
     *,
     digest: FileDigest | None = None,
+    tensors: TensorSummary | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The payload's ``weights`` record for the file at ``path``, recorded under ``relative``.
 
-    ``digest`` is the digest computed while the file was written (``save_version``): then the weights are not
-    read again; only the pickle's small ``data.pkl`` is read to describe the tensors.
+    ``digest`` and ``tensors`` come from ``save_version``, which hashed the bytes while writing them and knows
+    the state dict it saved: then the file is not read at all.
     """
     before = _stat(path)
     if before.st_size == 0:
@@ -159,11 +160,12 @@ def weights_record_of(
         raise FileInputError(
             f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
         )
-    try:
-        tensors: dict[str, Any] | None = summarise(path).to_json()
-        refused = None
-    except InputError as exc:  # unsafe or unreadable pickles are recorded by their bytes alone
-        tensors, refused = None, str(exc)
+    refused = None
+    if tensors is None:
+        try:
+            tensors = summarise(path)
+        except InputError as exc:  # unsafe or unreadable pickles are recorded by their bytes alone
+            refused = str(exc)
     record: dict[str, Any] = {
         "path": relative,
         "format": Path(relative).suffix.lstrip("."),
@@ -171,7 +173,7 @@ def weights_record_of(
         "sha256": digest.sha256,
         "blake3": digest.blake3,
         "mtime_ns": str(_stat(path).st_mtime_ns),  # a string: JCS integers stop at 2**53
-        "tensors": tensors,
+        "tensors": None if tensors is None else tensors.to_json(),
     }
     if refused is not None:
         record["not_inspected"] = refused

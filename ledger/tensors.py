@@ -259,6 +259,14 @@ def inspect_with_torch(path: Path) -> TensorSummary:
         raise UnsafePickleError(f"{path.name}: torch refused to load it safely: {first}") from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise InputError(f"{path.name}: not a loadable torch file: {exc}") from exc
+    return summarise_tensors(loaded)
+
+
+def summarise_tensors(obj: Any) -> TensorSummary:
+    """Describe the tensors of an object in memory (a loaded file, or a state dict about to be saved): the
+    figures the saved file's pickle gives, without reading any file."""
+    import torch
+
     tensors: list[_Tensor] = []
 
     def walk(value: Any) -> None:
@@ -271,5 +279,5 @@ def inspect_with_torch(path: Path) -> TensorSummary:
             for item in value:
                 walk(item)
 
-    walk(loaded)
+    walk(obj)
     return _summarise(tensors)
