@@ -15,10 +15,10 @@ from typing import Any
 from ledger import metadata as metadata_rules
 from ledger.errors import FileInputError, InputError, MetadataError, NamingError, UnsafePathError
 from ledger.fsutil import display_path, relative_inside
-from ledger.hashing import FileDigest, hash_file
+from ledger.hashing import FileDigest, hash_file, hash_file_ends
 from ledger.manifest import Manifest, hash_directory
 from ledger.strictjson import read_object
-from ledger.tensors import TensorSummary, summarise
+from ledger.tensors import TensorSummary, summarise_ends
 from ledger.versions import VersionName, check_question_id
 
 WEIGHT_SUFFIXES = (".pth", ".safetensors")
@@ -142,30 +142,32 @@ def weights_record_of(
     path: Path,
     relative: str,
     *,
-    digest: FileDigest | None = None,
-    tensors: TensorSummary | None = None,
+    written: tuple[FileDigest, TensorSummary] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The payload's ``weights`` record for the file at ``path``, recorded under ``relative``.
 
-    ``digest`` and ``tensors`` come from ``save_version``, which hashed the bytes while writing them and knows
-    the state dict it saved: then the file is not read at all.
+    The file is read once: that read gives both digests and the ends the tensor figures come from.
+    ``written`` is what ``save_version`` already knows (the digests of the bytes it streamed out, the figures of
+    the state dict it saved): then the file is not read at all.
     """
     before = _stat(path)
     if before.st_size == 0:
         raise FileInputError(f"weight file {display_path(path)} is empty")
-    if digest is None:
-        digest = hash_file(path, progress=progress)
-    elif digest.size != before.st_size:
-        raise FileInputError(
-            f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
-        )
     refused = None
-    if tensors is None:
+    tensors: TensorSummary | None
+    if written is None:
+        digest, ends = hash_file_ends(path, progress=progress)
         try:
-            tensors = summarise(path)
+            tensors = summarise_ends(path, ends)
         except InputError as exc:  # unsafe or unreadable pickles are recorded by their bytes alone
-            refused = str(exc)
+            tensors, refused = None, str(exc)
+    else:
+        digest, tensors = written
+        if digest.size != before.st_size:
+            raise FileInputError(
+                f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
+            )
     record: dict[str, Any] = {
         "path": relative,
         "format": Path(relative).suffix.lstrip("."),

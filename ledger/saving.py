@@ -111,7 +111,7 @@ def save_version(
             adapter_record = files.stage_adapter(adapter_dir)
         digest = files.write_weights(state)
         weights_record = weights_record_of(
-            files.weights_tmp, files.weights.name, digest=digest, tensors=summarise_tensors(state)
+            files.weights_tmp, files.weights.name, written=(digest, summarise_tensors(state))
         )
         files.write_metadata(committed)
         crash_point("save:written")

@@ -98,8 +98,9 @@ def test_save_never_reads_the_weights_back(ledger_ws: Workspace, monkeypatch: py
     def refuse(*_args: Any, **_kwargs: Any) -> Any:
         raise AssertionError("save_version read a weight file back")
 
-    monkeypatch.setattr("ledger.recording.hash_file", refuse)
-    monkeypatch.setattr("ledger.recording.summarise", refuse)
+    monkeypatch.setattr("ledger.recording.hash_file_ends", refuse)
+    monkeypatch.setattr("ledger.recording.summarise_ends", refuse)
+    monkeypatch.setattr("ledger.tensors.summarise", refuse)
     block = ledger.save_version(state, meta(), kind="major")
     monkeypatch.undo()
     from ledger.tensors import summarise
