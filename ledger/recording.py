@@ -72,7 +72,7 @@ def prepare_version(
         raise NamingError(f"metadata {display_path(metadata)} names {meta_name}, but the weights are {name}")
     metadata_path = models_dir / metadata_rel
     committed = metadata_rules.validate(read_object(metadata_path), expected=name)
-    committed, training_data = training_data_of(committed, data)
+    committed, training_data = training_data_of(committed, data, progress=progress)
 
     adapter_record = _adapter_record(adapters_dir, adapter, name)
     weights_record = None
@@ -93,15 +93,17 @@ def prepare_version(
     return PreparedVersion(name, stage, question, metadata_path, committed, body)
 
 
-def training_data_of(committed: dict[str, Any], data: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def training_data_of(
+    committed: dict[str, Any], data: Path | None, *, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check (or fill in) ``training_data_hash`` from ``data``; the ledger never just trusts a hash it can compute.
 
     Returns the committed metadata (with the hash filled in when it was absent) and the payload's
-    ``training_data`` record.
+    ``training_data`` record. ``progress(n)`` is told the bytes hashed.
     """
     training_data: dict[str, Any] = {"computed": False}
     if data is not None:
-        digest, data_kind = _hash_data(data)
+        digest, data_kind = _hash_data(data, progress)
         present = metadata_rules.check_training_data_hash(committed, digest)
         if not present:
             committed = metadata_rules.fill_training_data_hash(committed, digest)
@@ -213,10 +215,10 @@ def _adapter_base_model(directory: Path, manifest: Manifest) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _hash_data(path: Path) -> tuple[str, str]:
+def _hash_data(path: Path, progress: Callable[[int], None] | None) -> tuple[str, str]:
     if path.is_dir() and not path.is_symlink():
-        return hash_directory(path).root, "directory"
-    return hash_file(path).sha256, "file"
+        return hash_directory(path, progress=progress).root, "directory"
+    return hash_file(path, progress=progress).sha256, "file"
 
 
 def _stat(path: Path) -> os.stat_result:
