@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,16 @@ from ledger.restore import restore
 from ledger.retention import prune
 from tests.conftest import Workspace
 from tests.integration.lifecycle.conftest import CuttingProxy
-from tests.integration.lifecycle.helpers import MODEL, kinds, memory_location, opener, payloads, record, temp_leftovers
+from tests.integration.lifecycle.helpers import (
+    MODEL,
+    kinds,
+    memory_location,
+    opener,
+    payloads,
+    prune_block,
+    record,
+    temp_leftovers,
+)
 
 V10, V11 = f"{MODEL}-v1.0", f"{MODEL}-v1.1"
 KEEP_NONE = lambda _m: RetentionPolicy(0, 0)  # noqa: E731
@@ -111,6 +121,27 @@ def test_missing_local_file_without_prune_is_still_a_finding(ledger_ws: Workspac
     backup(ledger, open_store(memory_location(), RemoteOptions()))
     (ledger_ws.models / f"{V10}.pth").unlink()
     assert [f.kind for f in ledger.audit().findings] == [FindingClass.FILE_MISSING]
+
+
+def test_missing_file_a_prune_block_does_not_list_is_still_a_finding(ledger_ws: Workspace) -> None:
+    ledger = record(ledger_ws, "1.0", adapter=True)
+    backup(ledger, open_store(memory_location(), RemoteOptions()))
+    kept = f"{V10}/adapter_model.bin"
+    prune_block(ledger, V10, [f"{V10}.pth", f"{V10}/sub/notes.txt"])
+    (ledger_ws.models / f"{V10}.pth").unlink()
+    (ledger_ws.adapters / V10 / "sub" / "notes.txt").unlink()
+    for mode in (FilesMode.FULL, FilesMode.QUICK):
+        assert ledger.audit(files=mode).clean, mode  # released by the block: absent is fine
+    (ledger_ws.models / f"{V10}.json").unlink()  # lost by hand: no prune block covers it
+    (ledger_ws.adapters / kept).unlink()
+    for mode in (FilesMode.FULL, FilesMode.QUICK):
+        found = [(f.kind, f.path) for f in ledger.audit(files=mode).findings]
+        assert (FindingClass.FILE_MISSING, f"{V10}.json") in found, mode
+        assert any(path == kept for _kind, path in found), (mode, found)
+        assert not any(path in (f"{V10}.pth", f"{V10}/sub/notes.txt") for _kind, path in found), found
+    shutil.rmtree(ledger_ws.adapters / V10)
+    found = [(f.kind, f.path) for f in ledger.audit().findings]
+    assert (FindingClass.FILE_MISSING, V10) in found  # the directory is gone with a file no prune released
 
 
 @pytest.mark.parametrize("attack", ["corrupt", "substitute", "truncate", "delete"])
