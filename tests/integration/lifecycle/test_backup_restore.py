@@ -56,6 +56,38 @@ def test_backup_memory_records_verified_block_and_is_idempotent(ledger_ws: Works
     assert findings == [] and checked == 8
 
 
+@pytest.mark.parametrize("scheme", ["file", "s3"])
+@pytest.mark.parametrize("damage", ["delete", "resize"])
+def test_backup_rerun_repairs_a_remote_copy_that_is_gone(
+    ledger_ws: Workspace, request: pytest.FixtureRequest, tmp_path: Path, scheme: str, damage: str
+) -> None:
+    """Only verified copies are skipped: a re-run looks at every recorded object and uploads again what is not
+    there (or not of the recorded size), verifies it and records a new block."""
+    ledger = record(ledger_ws, "1.0", "1.1", adapter=True)
+    if scheme == "s3":
+        options = RemoteOptions(s3_endpoint_url=request.getfixturevalue("s3_endpoint"), retries=1)
+        location = parse_location(f"s3://{request.getfixturevalue('s3_bucket')}/b")
+    else:
+        options, location = RemoteOptions(), parse_location(f"file://{tmp_path / 'remote'}")
+    store = open_store(location, options)
+    backup(ledger, store)
+    lost = f"{MODEL}/{V10}/adapters/{V10}/sub/notes.txt"
+    if damage == "delete":
+        store.remove(lost)
+    else:
+        store.fs.pipe_file(store.location.path(lost), b"short")
+    assert audit_backups(ledger, mode=RemoteCheck.SIZE, open_store=opener(options))[0] != []
+    height = ledger.head().height
+    again = backup(ledger, open_store(location, options))
+    assert [o.status for o in again] == [Status.REPAIRED, Status.SKIPPED]
+    assert again[0].height == height + 1 and ledger.head().height == height + 1
+    assert again[0].uploaded_bytes == len(f"adapter of {V10}\n")  # the verified objects were not sent again
+    assert [p["version"] for p in payloads(ledger, "backup")] == [V10, V11, V10]
+    for mode in RemoteCheck:
+        assert audit_backups(ledger, mode=mode, open_store=opener(options))[0] == [], mode
+    assert [o.status for o in backup(ledger, open_store(location, options))] == [Status.SKIPPED] * 2
+
+
 def test_backup_refuses_changed_local_file(ledger_ws: Workspace) -> None:
     ledger = record(ledger_ws, "1.0")
     (ledger_ws.models / f"{V10}.pth").write_bytes(os.urandom(4096))  # same size, other bytes

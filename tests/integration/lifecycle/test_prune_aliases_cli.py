@@ -131,6 +131,9 @@ def test_cli_lifecycle_end_to_end(sqlite_ws: Workspace, tmp_path: Path) -> None:
     assert bad.returncode == 1
     classes = {f["class"] for f in json.loads(bad.stdout)["findings"]}
     assert classes == {"remote"}
+    repaired = sqlite_ws.cli("backup", name("2.0"), "--to", url, check=True)
+    assert f"{name('2.0')}: repaired" in repaired.stdout
+    sqlite_ws.cli("audit", "--remote=full", check=True)
 
 
 def test_cli_bad_url_and_credentials(sqlite_ws: Workspace, tmp_path: Path) -> None:
