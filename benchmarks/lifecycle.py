@@ -162,6 +162,7 @@ def bench_prune_dry_run(versions: int = 10_000, workdir: Path | None = None, rep
     """Seconds for ``prune --dry-run`` (plan over the whole chain) on ``versions`` versions; best of ``repeats``."""
     from ledger.api import Ledger
     from ledger.config import RetentionPolicy
+    from ledger.remote import RemoteOptions, open_store
     from ledger.retention import prune
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -172,7 +173,12 @@ def bench_prune_dry_run(versions: int = 10_000, workdir: Path | None = None, rep
         timings = []
         for _ in range(repeats):
             start = time.perf_counter()
-            result = prune(ledger, lambda _m: RetentionPolicy(), dry_run=True)
+            result = prune(
+                ledger,
+                lambda _m: RetentionPolicy(),
+                open_store=lambda loc: open_store(loc, RemoteOptions()),
+                dry_run=True,
+            )
             timings.append(time.perf_counter() - start)
     return {
         "versions": versions,

@@ -77,3 +77,11 @@ def prune_block(ledger: Ledger, version: str, files: list[str]) -> None:
             "policy": {"keep_major": 0, "keep_micro": 0},
         },
     )
+
+
+def damage(store: RemoteStore, relative: str, how: str) -> None:
+    """Break one backup object: ``delete`` it, or ``resize`` it (other bytes of another size)."""
+    if how == "delete":
+        store.remove(relative)
+    else:
+        store.fs.pipe_file(store.location.path(relative), b"short")

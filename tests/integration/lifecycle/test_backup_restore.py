@@ -21,6 +21,7 @@ from tests.conftest import Workspace
 from tests.integration.lifecycle.conftest import CuttingProxy
 from tests.integration.lifecycle.helpers import (
     MODEL,
+    damage,
     kinds,
     memory_location,
     opener,
@@ -57,9 +58,9 @@ def test_backup_memory_records_verified_block_and_is_idempotent(ledger_ws: Works
 
 
 @pytest.mark.parametrize("scheme", ["file", "s3"])
-@pytest.mark.parametrize("damage", ["delete", "resize"])
+@pytest.mark.parametrize("how", ["delete", "resize"])
 def test_backup_rerun_repairs_a_remote_copy_that_is_gone(
-    ledger_ws: Workspace, request: pytest.FixtureRequest, tmp_path: Path, scheme: str, damage: str
+    ledger_ws: Workspace, request: pytest.FixtureRequest, tmp_path: Path, scheme: str, how: str
 ) -> None:
     """Only verified copies are skipped: a re-run looks at every recorded object and uploads again what is not
     there (or not of the recorded size), verifies it and records a new block."""
@@ -72,10 +73,7 @@ def test_backup_rerun_repairs_a_remote_copy_that_is_gone(
     store = open_store(location, options)
     backup(ledger, store)
     lost = f"{MODEL}/{V10}/adapters/{V10}/sub/notes.txt"
-    if damage == "delete":
-        store.remove(lost)
-    else:
-        store.fs.pipe_file(store.location.path(lost), b"short")
+    damage(store, lost, how)
     assert audit_backups(ledger, mode=RemoteCheck.SIZE, open_store=opener(options))[0] != []
     height = ledger.head().height
     again = backup(ledger, open_store(location, options))
@@ -115,8 +113,8 @@ def test_prune_then_audit_then_restore_file_store(ledger_ws: Workspace, tmp_path
     ledger = record(ledger_ws, "1.0", "1.1", adapter=True)
     location = parse_location(f"file://{tmp_path / 'backup'}")
     backup(ledger, open_store(location, RemoteOptions()))
-    result = prune(ledger, KEEP_NONE, dry_run=False)
-    assert [v for v, _h, _f in result.pruned] == [V10, V11]
+    result = prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
+    assert [p.version for p in result.pruned] == [V10, V11]
     assert not (ledger_ws.models / f"{V10}.pth").exists() and not (ledger_ws.adapters / V10).exists()
     report = ledger.audit(files=FilesMode.FULL)
     assert report.clean, report.findings
@@ -181,7 +179,7 @@ def test_restore_refuses_bad_remote_copy_and_places_nothing(ledger_ws: Workspace
     ledger = record(ledger_ws, "1.0", "1.1")
     store = open_store(memory_location(), RemoteOptions())
     backup(ledger, store)
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
     target = store.location.path(f"{MODEL}/{V10}/models/{V10}.pth")
     other = store.location.path(f"{MODEL}/{V11}/models/{V11}.pth")
     good = store.fs.cat_file(target)
@@ -214,7 +212,7 @@ def test_restore_disk_full_or_unwritable_places_nothing(
 ) -> None:
     ledger = record(ledger_ws, "1.0", adapter=True, size=3 << 20)
     backup(ledger, open_store(memory_location(), RemoteOptions()))
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
     height = ledger.head().height
     import ledger.hashing as hashing
 
@@ -268,7 +266,7 @@ def test_s3_backup_multipart_prune_restore_audit(ledger_ws: Workspace, s3_bucket
     assert store.size(f"{MODEL}/{V10}/models/{V10}.pth") == (11 << 20) + 123
     findings, checked = audit_backups(ledger, mode=RemoteCheck.FULL, open_store=opener(options))
     assert findings == [] and checked == 8
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(options), dry_run=False)
     outcome = restore(ledger, V11, open_store=opener(options), location=location)
     assert outcome.files[0] == f"{V11}.pth" or f"{V11}.pth" in outcome.files
     report = ledger.audit(files=FilesMode.FULL)
