@@ -264,6 +264,11 @@ def test_s3_backup_multipart_prune_restore_audit(ledger_ws: Workspace, s3_bucket
     assert all(p["location"] == f"s3://{s3_bucket}/backups" for p in payloads(ledger, "backup"))
     assert "testing" not in str(payloads(ledger, "backup")) and "127.0.0.1" not in str(payloads(ledger, "backup"))
     assert store.size(f"{MODEL}/{V10}/models/{V10}.pth") == (11 << 20) + 123
+    for version in (V10, V11):  # the server assembled each weight file from 3 uploaded parts
+        etag = store.fs.info(store.location.path(f"{MODEL}/{version}/models/{version}.pth"))["ETag"]
+        assert etag.strip('"').endswith("-3"), etag
+    etag = store.fs.info(store.location.path(f"{MODEL}/{V10}/models/{V10}.json"))["ETag"]
+    assert "-" not in etag  # a small file is one plain PUT
     findings, checked = audit_backups(ledger, mode=RemoteCheck.FULL, open_store=opener(options))
     assert findings == [] and checked == 8
     prune(ledger, KEEP_NONE, open_store=opener(options), dry_run=False)

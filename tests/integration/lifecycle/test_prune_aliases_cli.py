@@ -228,6 +228,30 @@ def test_cli_lifecycle_end_to_end(sqlite_ws: Workspace, tmp_path: Path) -> None:
     sqlite_ws.cli("audit", "--remote=full", check=True)
 
 
+def test_cli_promote_alias_and_current_at(sqlite_ws: Workspace) -> None:
+    record(sqlite_ws, "1.0", "1.1", "1.2")
+    first = json.loads(sqlite_ws.cli("--json", "promote", "1.0", check=True).stdout)
+    staged = json.loads(sqlite_ws.cli("--json", "promote", "1.2", "--alias", "staging", check=True).stdout)
+    payload = json.loads(staged["payload"])
+    assert payload["alias"] == "staging" and payload["version"] == name("1.2")
+    time.sleep(0.01)
+    sqlite_ws.cli("promote", "1.1", check=True)
+    assert sqlite_ws.cli("current", check=True).stdout.startswith(name("1.1"))
+    assert sqlite_ws.cli("current", "--alias", "staging", check=True).stdout.startswith(name("1.2"))
+    back = json.loads(sqlite_ws.cli("--json", "current", "--at", first["timestamp"], check=True).stdout)
+    assert back["version"] == name("1.0") and back["height"] == first["height"] and back["alias"] == "current"
+    naive = first["timestamp"].rstrip("Z")  # no zone means UTC
+    assert sqlite_ws.cli("current", "--at", naive, check=True).stdout.startswith(name("1.0"))
+    log = sqlite_ws.cli("log", check=True).stdout
+    before = sqlite_ws.cli("current", "--at", "2000-01-01T00:00:00Z")
+    assert before.returncode == 2 and len(before.stderr.strip().splitlines()) == 1
+    bad = sqlite_ws.cli("current", "--at", "yesterday")
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr and "Traceback" not in bad.stderr
+    bad_alias = sqlite_ws.cli("promote", "1.0", "--alias", "Prod EU")
+    assert bad_alias.returncode == 2 and len(bad_alias.stderr.strip().splitlines()) == 1
+    assert sqlite_ws.cli("log", check=True).stdout == log  # nothing appended by the refusals
+
+
 def test_cli_prune_without_any_backup_is_refused_with_the_list(sqlite_ws: Workspace) -> None:
     record(sqlite_ws, "1.0", "1.1", "2.0")
     before, log = files_of(sqlite_ws), sqlite_ws.cli("log", check=True).stdout
