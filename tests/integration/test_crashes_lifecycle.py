@@ -288,6 +288,7 @@ def _lifecycle_harness(ws: Workspace, *, per_point: int, runs: int) -> dict[str,
         assert state.latest_backup(name) is not None
         state = crash_then_rerun(prune, tallies["prune"].plan[cycle - 1] if cycle else None)
         assert name in state.pruned and not (ws.models / f"{name}.pth").exists()
+        assert not (ws.adapters / name).exists()  # emptied directories go too, also after a kill
         state = crash_then_rerun(["restore", name], tallies["restore"].plan[cycle - 1] if cycle else None)
         assert name not in state.pruned and (ws.adapters / name / "sub" / "notes.txt").exists()
     report, _ = _audit(ws)
