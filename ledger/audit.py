@@ -149,13 +149,17 @@ def _record_version(scan: ChainScan, height: int, payload: dict[str, Any]) -> No
 
 
 def _record_lifecycle(scan: ChainScan, height: int, kind: str, payload: Any) -> None:
-    """A prune block marks its version's missing files as pruned (with the backup location); restore clears it."""
+    """A prune block releases the files it lists (their absence is the prune; the report shows the backup
+    location); prune blocks since the last restore add up, and a restore releases nothing any more."""
     state = scan.versions.get(str(payload.get("version"))) if isinstance(payload, dict) else None
     if state is None:
         scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, f"{kind} block names no ledgered version"))
         return
     if kind == "prune":
-        state.pruned = {"height": height, "location": payload.get("location"), "files": payload.get("files")}
+        listed = payload.get("files")
+        files = frozenset(str(f) for f in listed) if isinstance(listed, list) else frozenset()
+        earlier = state.pruned["files"] if state.pruned is not None else frozenset()
+        state.pruned = {"height": height, "location": payload.get("location"), "files": earlier | files}
     else:
         state.pruned = None
 
@@ -264,7 +268,7 @@ def _check_weights(
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
+    if _released(state, relative) and not path.exists():
         return []
     try:
         info = path.stat()
@@ -306,7 +310,7 @@ def _check_metadata(state: VersionState, record: dict[str, Any], root: Path) -> 
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
+    if _released(state, relative) and not path.exists():
         return []
     if not path.exists():
         return [_finding(state, FindingClass.FILE_MISSING, relative, f"metadata file {relative} is missing")]
@@ -335,14 +339,15 @@ def _check_adapter(
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
-        return []
-    if not path.is_dir():
-        return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
     try:
         recorded = Manifest.from_json(record["manifest"])
     except (InputError, KeyError) as exc:
         return [_finding(state, FindingClass.PAYLOAD, relative, f"adapter {relative}: bad manifest: {exc}")]
+    recorded = _still_expected(state, relative, recorded, path)
+    if not path.is_dir():
+        if state.pruned is not None and not recorded.entries:
+            return []
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
     if mode is FilesMode.QUICK:
         return _quick_adapter(state, relative, recorded, path)
     try:
@@ -358,6 +363,25 @@ def _check_adapter(
         )
         for change in changes
     ]
+
+
+def _released(state: VersionState, relative: str) -> bool:
+    """True when a prune block in force lists ``relative``; any other missing file is a loss."""
+    return state.pruned is not None and relative in state.pruned["files"]
+
+
+def _still_expected(state: VersionState, relative: str, recorded: Manifest, folder: Path) -> Manifest:
+    """The adapter files the audit expects: all recorded ones except those a prune released that are gone
+    (a released file still present is checked like any other)."""
+    if state.pruned is None:
+        return recorded
+    return Manifest(
+        tuple(
+            entry
+            for entry in recorded.entries
+            if not _released(state, f"{relative}/{entry.path}") or os.path.lexists(folder / entry.path)
+        )
+    )
 
 
 def _quick_adapter(state: VersionState, relative: str, recorded: Manifest, path: Path) -> list[Finding]:
