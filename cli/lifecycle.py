@@ -7,7 +7,6 @@ the library as frozen values; the setting a URL came from is named in its error 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -94,20 +93,12 @@ class _RichProgress:
 @contextmanager
 def transfer_progress(settings: Settings) -> Iterator[Progress | None]:
     """Rich progress on stderr, or none for --json or when stderr is not a terminal."""
-    if settings.json or not sys.stderr.isatty():
+    from cli import render
+
+    if not render.shows_progress(settings):
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
+    with render.rich_bar() as progress:
         yield _RichProgress(progress)
 
 

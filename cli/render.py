@@ -80,23 +80,33 @@ def audit_text(report: AuditReport) -> str:
 ProgressStart = Callable[[int], Callable[[int], None] | None]
 
 
+def shows_progress(settings: Settings) -> bool:
+    """Progress is drawn only for a person: never with --json or when stderr is not a terminal."""
+    return not settings.json and sys.stderr.isatty()
+
+
+@contextmanager
+def rich_bar() -> Iterator[Any]:
+    """A transient Rich progress display on stderr: each task's label, a bar, bytes done and speed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield progress
+
+
 @contextmanager
 def progress_bar(settings: Settings) -> Iterator[ProgressStart]:
-    """Yields ``start(total)``, which draws a Rich progress bar on stderr for hashing ``total`` bytes and returns
-    its callback; it returns None (no bar) below 64 MiB, with --json, or when stderr is not a terminal."""
+    """Yields ``start(total)``, which draws a progress bar for hashing ``total`` bytes and returns its callback;
+    it returns None (no bar) below 64 MiB or when ``shows_progress`` says no."""
     with ExitStack() as stack:
 
         def start(total: int) -> Callable[[int], None] | None:
-            if settings.json or not sys.stderr.isatty() or total < PROGRESS_THRESHOLD:
+            if not shows_progress(settings) or total < PROGRESS_THRESHOLD:
                 return None
-            from rich.console import Console
-            from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
-
-            bar = Progress(
-                "hashing", BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=Console(stderr=True)
-            )
-            stack.enter_context(bar)
-            task = bar.add_task("hash", total=total)
+            bar = stack.enter_context(rich_bar())
+            task = bar.add_task("hashing", total=total)
             return lambda n: bar.advance(task, n)
 
         yield start
