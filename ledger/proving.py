@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from ledger import merkle, proof
@@ -24,18 +25,21 @@ def prove_inclusion(ledger: Ledger, block: Block) -> dict[str, Any]:
     event = schedule.introduced_by(block.key_id)
     if event is None:
         raise ProofError(f"block {block.height} is signed by key {block.key_id}, which the chain never introduced")
+    # The key blocks from the one introducing the block's key to the one introducing the checkpoint's key.
+    chain = [e for e in schedule.events if event.height <= e.height < size]
     active = schedule.active_at(size)
     assert active is not None
-    key_block = ledger.block(event.height)
-    return proof.inclusion_bundle(
+    key_blocks = [proof.Included(ledger.block(e.height), ledger.inclusion_proof(e.height, size)) for e in chain]
+    bundle = proof.inclusion_bundle(
         ledger_id=ledger.ledger_id,
         block=block,
         path=ledger.inclusion_proof(block.height, size),
         checkpoint=signed,
         verifier_key=verifier_key(ledger.origin, active.public),
-        key_block=key_block,
-        key_path=ledger.inclusion_proof(key_block.height, size),
+        key_blocks=key_blocks,
     )
+    proof.verify_bundle(json.dumps(bundle).encode())  # never hand out a bundle that does not verify
+    return bundle
 
 
 def prove_consistency(ledger: Ledger, old_file: bytes) -> dict[str, Any]:

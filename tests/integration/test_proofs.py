@@ -113,7 +113,7 @@ def _tampered(bundle: dict[str, Any], change: str) -> dict[str, Any]:
     elif change == "signature":
         block["signature"] = "00" * 64
     elif change == "key_block":
-        b["key_block"]["inclusion_path"][0] = "22" * 32
+        b["key_blocks"][0]["inclusion_path"][0] = "22" * 32
     elif change == "size":
         b["tree_size"] = b["tree_size"] + 1
     return b
@@ -141,10 +141,82 @@ def test_tampered_bundle_refused(proven: tuple[Workspace, dict[str, Any], bytes]
         verify_bundle(dump(_tampered(bundle, change)))
 
 
-@pytest.mark.parametrize("field", ["block", "leaf_index", "inclusion_path", "schema", "key_block", "origin"])
+@pytest.mark.parametrize("field", ["block", "leaf_index", "inclusion_path", "schema", "key_blocks", "origin"])
 def test_malformed_bundle_is_input_error(proven: tuple[Workspace, dict[str, Any], bytes], field: str) -> None:
     _, bundle, _ = proven
     broken = dict(bundle)
     del broken[field]
     with pytest.raises(InputError):
         verify_bundle(dump(broken))
+
+
+# --- a retired key: refused by verify-proof as the audit reports it --------------------------------------------------
+
+
+def test_block_signed_by_retired_key_refused_like_the_audit(ledger_ws: Workspace, tmp_path: Path) -> None:
+    from ledger import merkle
+    from ledger.api import NodesOf
+    from ledger.audit import FilesMode
+    from ledger.block import seal
+    from ledger.findings import FindingClass
+    from ledger.proof import Included, inclusion_bundle
+    from ledger.rotation import rotate
+    from ledger.store import Store
+
+    ledger = open_ledger(ledger_ws)
+    ledger.append_event("event", {"n": 1})
+    old = ledger.key
+    rotation = rotate(ledger, SigningKey.generate(), reason="compromise")
+    head = ledger.head()
+    forged = seal(
+        height=head.height + 1, prev_hash=head.block_hash, timestamp=head.timestamp, kind="event", payload={}, key=old
+    )  # the holder of the retired key appends around the library's refusal
+    leaf = merkle.leaf_hash(bytes.fromhex(forged.block_hash))
+    with ledger.store.reading() as connection:
+        nodes, _ = merkle.completed_nodes(forged.height, leaf, merkle.load_frontier(NodesOf(connection), forged.height))
+    ledger.store.write(lambda c: (Store.insert_block(c, forged), Store.insert_nodes(c, nodes)))
+    signed = issue(ledger, witness=None, state_dir=None).signed  # an honest checkpoint now covers it
+    report = ledger.audit(files=FilesMode.NONE)
+    assert [(f.height, f.kind) for f in report.findings] == [(forged.height, FindingClass.SIGNATURE)]
+
+    refused = ledger_ws.cli("prove", str(forged.height))  # the builder will not hand out such a bundle
+    assert refused.returncode == 1 and "retired" in refused.stderr, refused.stderr
+    vkey = verifier_key(ledger.origin, ledger.key.public)
+    size = signed.checkpoint.size
+    for chain in ([0, rotation.height], [0]):  # with the rotation, and with the rotation left out
+        bundle = inclusion_bundle(
+            ledger_id=ledger.ledger_id,
+            block=forged,
+            path=ledger.inclusion_proof(forged.height, size),
+            checkpoint=signed,
+            verifier_key=vkey,
+            key_blocks=[Included(ledger.block(h), ledger.inclusion_proof(h, size)) for h in chain],
+        )
+        path = tmp_path / f"forged-{len(chain)}.json"
+        path.write_bytes(dump(bundle))
+        with pytest.raises(BadSignatureError):
+            verify_bundle(path.read_bytes(), vkey=vkey)
+        result = ledger_ws.cli("verify-proof", str(path), "--vkey", vkey)
+        assert result.returncode == 1 and result.stderr.startswith("ledger: error: "), result.stderr
+
+
+def test_inclusion_after_rotation_carries_the_key_chain(ledger_ws: Workspace) -> None:
+    from ledger.rotation import rotate
+
+    ledger = open_ledger(ledger_ws)
+    before = ledger.append_event("event", {"n": 1})
+    first = rotate(ledger, SigningKey.generate(), reason="one")
+    second = rotate(ledger, SigningKey.generate(), reason="two")
+    after = ledger.append_event("event", {"n": 2})
+    issue(ledger, witness=None, state_dir=None)
+    vkey = verifier_key(ledger.origin, ledger.key.public)
+    old = prove_inclusion(ledger, before)
+    assert [k["block"]["height"] for k in old["key_blocks"]] == [0, first.height, second.height]
+    assert verify_bundle(dump(old), vkey=vkey).block == before
+    new = prove_inclusion(ledger, after)
+    assert [k["block"]["height"] for k in new["key_blocks"]] == [second.height]
+    assert verify_bundle(dump(new), vkey=vkey).block == after
+    skipped = json.loads(json.dumps(old))
+    del skipped["key_blocks"][1]  # leave out the middle rotation
+    with pytest.raises(BadSignatureError):
+        verify_bundle(dump(skipped), vkey=vkey)

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,59 +30,18 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.merkle_model import NaiveTree
+from tests.probes import PROBES, VECTORS, Probe
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "merkle"
 MAX_SIZE = 300
 
-# --- naive model, straight from RFC 9162 2.1.1, 2.1.3.1 and 2.1.4.1 -----------------------------------------
+# --- the naive model (tests/merkle_model.py) over fixed leaves ------------------------------------------------
 
 LEAVES = [leaf_hash(i.to_bytes(4, "big")) for i in range(MAX_SIZE + 1)]
-
-
-def _k(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-@cache
-def mth(lo: int, hi: int) -> bytes:
-    """MTH(D[lo:hi]) over LEAVES."""
-    n = hi - lo
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return LEAVES[lo]
-    k = _k(n)
-    return node_hash(mth(lo, lo + k), mth(lo + k, hi))
-
-
-def naive_path(m: int, lo: int, hi: int) -> list[bytes]:
-    """PATH(m, D[lo:hi])."""
-    n = hi - lo
-    if n == 1:
-        return []
-    k = _k(n)
-    if m < k:
-        return [*naive_path(m, lo, lo + k), mth(lo + k, hi)]
-    return [*naive_path(m - k, lo + k, hi), mth(lo, lo + k)]
-
-
-def naive_subproof(m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
-    """SUBPROOF(m, D[lo:hi], b)."""
-    n = hi - lo
-    if m == n:
-        return [] if whole else [mth(lo, hi)]
-    k = _k(n)
-    if m <= k:
-        return [*naive_subproof(m, lo, lo + k, whole), mth(lo + k, hi)]
-    return [*naive_subproof(m - k, lo + k, hi, False), mth(lo, lo + k)]
-
-
-def naive_proof(m: int, n: int) -> list[bytes]:
-    """PROOF(m, D[0:n]) for 0 < m < n."""
-    return naive_subproof(m, 0, n, True)
+NAIVE = NaiveTree(LEAVES)
+mth = NAIVE.mth
+naive_path = NAIVE.path
+naive_proof = NAIVE.proof
 
 
 TREE = MemoryTree(LEAVES[:MAX_SIZE])
@@ -99,29 +54,18 @@ def flip(h: bytes, bit: int = 0) -> bytes:
 # --- public probe vectors (transparency-dev/merkle) ---------------------------------------------------------
 
 
-def _vector_files() -> list[Path]:
-    files = sorted(VECTORS.rglob("*.json"))
-    assert len(files) > 150, f"probe vectors missing under {VECTORS}"
-    return files
-
-
-def _b64(value: str) -> bytes:
-    return base64.b64decode(value)
-
-
-@pytest.mark.parametrize("path", _vector_files(), ids=lambda p: str(p.relative_to(VECTORS)))
-def test_probe_vector(path: Path) -> None:
-    case: dict[str, Any] = json.loads(path.read_text())
-    proof = [_b64(p) for p in case["proof"] or []]
-    if path.relative_to(VECTORS).parts[0] == "inclusion":
+@pytest.mark.parametrize("probe", PROBES, ids=lambda p: p.name)
+def test_probe_vector(probe: Probe) -> None:
+    case = probe.case
+    if probe.kind == "inclusion":
 
         def run() -> None:
             verify_inclusion(
-                leaf=_b64(case["leafHash"]),
+                leaf=probe.raw("leafHash"),
                 index=case["leafIdx"],
                 size=case["treeSize"],
-                path=proof,
-                root=_b64(case["root"]),
+                path=probe.proof,
+                root=probe.raw("root"),
             )
     else:
 
@@ -129,12 +73,12 @@ def test_probe_vector(path: Path) -> None:
             verify_consistency(
                 size1=case["size1"],
                 size2=case["size2"],
-                root1=_b64(case["root1"]),
-                root2=_b64(case["root2"]),
-                path=proof,
+                root1=probe.raw("root1"),
+                root2=probe.raw("root2"),
+                path=probe.proof,
             )
 
-    if case["wantErr"]:
+    if probe.want_error:
         with pytest.raises(ProofError):
             run()
     else:
@@ -144,8 +88,7 @@ def test_probe_vector(path: Path) -> None:
 def test_probe_vectors_present_with_license() -> None:
     assert (VECTORS / "LICENSE").read_text().lstrip().startswith("Apache License")
     assert (VECTORS / "README.md").is_file()
-    happy = [p for p in _vector_files() if not json.loads(p.read_text())["wantErr"]]
-    assert len(happy) >= 10
+    assert len([p for p in PROBES if not p.want_error]) >= 10
 
 
 # --- RFC 6962 reference data --------------------------------------------------------------------------------
