@@ -186,6 +186,38 @@ def test_checkpoint_refuses_to_sign_a_fork(ledger_ws: Workspace, witness_url: st
         issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
 
 
+def test_latest_stored_verifies_only_what_it_returns(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import checkpoints
+
+    ledger = build(ledger_ws, None, count=12)  # stored checkpoints of sizes 2..13
+    calls: list[bytes] = []
+    real = checkpoints.verify_note
+
+    def counting(note: bytes, **kw: Any) -> Any:
+        calls.append(note)
+        return real(note, **kw)
+
+    monkeypatch.setattr(checkpoints, "verify_note", counting)
+    newest = checkpoints.latest_stored(ledger)
+    assert newest is not None and newest.checkpoint.size == 13
+    assert len(calls) == 1
+    assert checkpoints.latest_stored(ledger, covering=13) is None
+    calls.clear()
+    # a broken newest note and an unsigned size column that lies are skipped, not trusted
+    broken = checkpoints.stored_notes(ledger)[-1].replace(
+        b"\n13\n", b"\n14\n"
+    )  # the signature no longer covers the text
+    tamper(
+        ledger_ws.db_url,
+        ("UPDATE checkpoints SET note = :n WHERE size = 13", {"n": broken}),
+        "UPDATE checkpoints SET size = 99 WHERE size = 2",
+    )
+    fallback = checkpoints.latest_stored(ledger)
+    assert fallback is not None and fallback.checkpoint.size == 12
+    assert len(calls) == 3  # the row claiming 99, the broken 13, then 12
+    assert checkpoints.latest_stored(ledger, covering=12) is None
+
+
 # --- attacks: each reported with class and first bad height --------------------------------------------------------
 
 
