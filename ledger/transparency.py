@@ -207,12 +207,37 @@ def _note_of(data: bytes) -> bytes:
 def _check_claims(
     ledger: Ledger, claims: Sequence[Claim], size: int, recomputed: dict[int, bytes | None], findings: list[Finding]
 ) -> list[Claim]:
-    """Append findings for every claim the ledger does not extend; return the claims it does."""
+    """Append findings for every claim the ledger does not extend, and for claims that contradict each other
+    (checked even when the ledger cannot be: truncated below them, or its stored tree damaged); return the
+    claims the ledger extends."""
+    checked = _against_ledger(ledger, claims, size, recomputed, findings)
+    matched, bad = checked if checked is not None else ([], [])
+    findings.extend(_forks(claims, matched))
+    for claim in bad:
+        lo = _first_bad(matched, claim.size)
+        where = f"at height {lo}" if lo == claim.size - 1 else f"at a height in {lo}..{claim.size - 1}"
+        findings.append(
+            Finding(
+                lo,
+                None,
+                FindingClass.CONSISTENCY,
+                f"the ledger is not consistent with {claim.source} (size {claim.size}): history was rewritten "
+                f"or forked {where}",
+            )
+        )
+    return matched
+
+
+def _against_ledger(
+    ledger: Ledger, claims: Sequence[Claim], size: int, recomputed: dict[int, bytes | None], findings: list[Finding]
+) -> tuple[list[Claim], list[Claim]] | None:
+    """Each claim against the ledger: (claims it extends, claims it cannot be proven to extend); truncation
+    findings are appended here. None when the stored Merkle tree is too damaged to prove anything."""
     try:
         db_root = ledger.root(size) if size else merkle.EMPTY_ROOT
     except StorageError as exc:
         findings.append(Finding(None, None, FindingClass.CONSISTENCY, f"the stored Merkle tree is damaged: {exc}"))
-        return []
+        return None
     head_from_blocks = recomputed.get(size)
     exact = any(f.kind is FindingClass.CONSISTENCY and f.height is not None for f in findings)
     if head_from_blocks is not None and head_from_blocks != db_root and not exact:
@@ -258,13 +283,20 @@ def _check_claims(
                 )
             continue
         matched.append(claim)
+    return matched, bad
+
+
+def _forks(claims: Sequence[Claim], matched: Sequence[Claim]) -> list[Finding]:
+    """One finding per tree size that signed checkpoints give different roots for: two histories (a fork),
+    whatever the ledger holds. The height is the lowest that can differ: the largest smaller matching claim."""
     by_size: dict[int, dict[bytes, str]] = {}
     for claim in claims:
         by_size.setdefault(claim.size, {}).setdefault(claim.root, claim.source)
+    out = []
     for csize, roots in sorted(by_size.items()):
         if len(roots) > 1:
             names = " and ".join(sorted(roots.values()))
-            findings.append(
+            out.append(
                 Finding(
                     _first_bad(matched, csize),
                     None,
@@ -272,19 +304,7 @@ def _check_claims(
                     f"fork: {names} are signed checkpoints of size {csize} with different roots",
                 )
             )
-    for claim in bad:
-        lo = _first_bad(matched, claim.size)
-        where = f"at height {lo}" if lo == claim.size - 1 else f"at a height in {lo}..{claim.size - 1}"
-        findings.append(
-            Finding(
-                lo,
-                None,
-                FindingClass.CONSISTENCY,
-                f"the ledger is not consistent with {claim.source} (size {claim.size}): history was rewritten "
-                f"or forked {where}",
-            )
-        )
-    return matched
+    return out
 
 
 def _first_bad(matched: Sequence[Claim], size: int) -> int:

@@ -396,6 +396,34 @@ def test_fork_two_histories(ledger_ws: Workspace, witness_url: str, tmp_path: Pa
         _drop_copy(other_url)
 
 
+@pytest.mark.parametrize("ledger_state", ["intact", "truncated", "damaged"])
+def test_fork_between_checkpoints(ledger_ws: Workspace, witness_url: str, ledger_state: str) -> None:
+    """Two signed checkpoints of one size with different roots are a fork, whatever the ledger still holds."""
+    from ledger.note import Checkpoint, SignedCheckpoint
+
+    ledger = build(ledger_ws, witness_url)  # witnessed checkpoints of sizes 2..8
+    leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
+    other = merkle.root_from_leaves([*leaves[:7], merkle.leaf_hash(b"another block 7")])  # a history forked at 7
+    key = load_key_file(ledger_ws.key, None)
+    fork = SignedCheckpoint.sign(Checkpoint(ledger.origin, 8, other), name=ledger.origin, private_key=key.private)
+    if ledger_state == "truncated":  # both checkpoints of size 8 lie beyond what is left
+        tamper(
+            ledger_ws.db_url,
+            "DELETE FROM checkpoints",
+            "DELETE FROM blocks WHERE height >= 6",
+            "DELETE FROM merkle_nodes WHERE (idx + 1) * (1 << level) > 6",
+        )
+    elif ledger_state == "damaged":  # the stored tree cannot prove anything any more
+        tamper(ledger_ws.db_url, "DELETE FROM merkle_nodes WHERE level >= 1")
+    report = audit(ledger, ledger_ws, witness_url, checkpoint_files=(("fork.note", fork.note),))
+    forks = [f for f in report.findings if f.message.startswith("fork:")]
+    assert len(forks) == 1 and forks[0].kind is FindingClass.CONSISTENCY, report.findings
+    assert "fork.note" in forks[0].message and "size 8" in forks[0].message
+    assert forks[0].height is not None and forks[0].height <= 7  # a lower bound of where the histories part
+    control = audit(ledger, ledger_ws, witness_url)
+    assert not any(f.message.startswith("fork:") for f in control.findings)
+
+
 def test_incremental_audit(ledger_ws: Workspace, witness_url: str) -> None:
     ledger = build(ledger_ws, witness_url, every=False)
     for i in range(4):
@@ -515,3 +543,97 @@ def test_cli_rotate_in_place(ledger_ws: Workspace) -> None:
     assert json.loads(shown.stdout)["verifier_key"].split("+")[0] == open_ledger(ledger_ws).origin
     ledger_ws.cli("checkpoint", check=True)
     assert ledger_ws.cli("audit", "--files", "none").returncode == 0
+
+
+# --- the CLI: checkpoint --out / --witness / LEDGER_WITNESS, audit --witness / --checkpoint ------------------------
+
+
+def run_cli(ws: Workspace, *args: str, **env: str) -> tuple[int, str, str]:
+    """Run ``ledger ARGS`` in-process (CliRunner) against the workspace: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, list(args), env=ws.env(**env))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _findings(stdout: str) -> list[tuple[int | None, str]]:
+    return [(f["height"], f["class"]) for f in json.loads(stdout)["findings"] if f["severity"] == "error"]
+
+
+def test_cli_checkpoint_out_witness_and_setting(ledger_ws: Workspace, tmp_path: Path) -> None:
+    from ledger.note import SignedCheckpoint, parse_verifier_key
+
+    ledger = build(ledger_ws, None, every=False, count=3)  # size 4
+    vkey = verifier_key_of(ledger)
+    flag_dir, env_dir = tmp_path / "flag-witness", tmp_path / "env-witness"
+    code, out, err = run_cli(ledger_ws, "checkpoint", "--out", str(tmp_path / "cp.note"), "--witness", str(flag_dir))
+    assert code == 0, err
+    note = (tmp_path / "cp.note").read_bytes()
+    assert SignedCheckpoint.verify(note, verifiers=[parse_verifier_key(vkey)]).checkpoint.size == 4
+    published = list(flag_dir.iterdir())
+    assert [p.read_bytes() for p in published] == [note]
+    assert f"witness: {flag_dir}/{published[0].name}" in out and f"wrote {tmp_path / 'cp.note'}" in out
+    ledger.append_event("event", {"n": "more"})
+    code, out, err = run_cli(ledger_ws, "--json", "checkpoint", LEDGER_WITNESS=str(env_dir))
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["size"] == 5 and shown["witness"].startswith(str(env_dir)) and shown["trusted_state_updated"]
+    assert [p.name.split(".")[1] for p in env_dir.iterdir()] == [f"{5:020d}"]
+    assert len(list(flag_dir.iterdir())) == 1  # --witness was for that one command only
+    code, out, _ = run_cli(ledger_ws, "--json", "checkpoint")
+    assert json.loads(out)["witness"] is None
+
+
+def verifier_key_of(ledger: Ledger) -> str:
+    from ledger.note import verifier_key
+
+    return verifier_key(ledger.origin, ledger.key.public)
+
+
+def _truncate(ws: Workspace, keep: int) -> None:
+    """Cut the chain back to ``keep`` blocks, its stored checkpoints with it (around the triggers)."""
+    tamper(
+        ws.db_url,
+        "DELETE FROM checkpoints",
+        f"DELETE FROM blocks WHERE height >= {keep}",
+        f"DELETE FROM merkle_nodes WHERE (idx + 1) * (1 << level) > {keep}",
+    )
+
+
+def test_cli_audit_witness_catches_truncation(ledger_ws: Workspace, tmp_path: Path) -> None:
+    ledger = build(ledger_ws, None, every=False)  # size 8
+    witness = tmp_path / "witness"
+    assert run_cli(ledger_ws, "checkpoint", "--witness", str(witness))[0] == 0
+    assert run_cli(ledger_ws, "audit", "--files", "none", "--witness", str(witness))[0] == 0
+    _truncate(ledger_ws, 6)
+    fresh = {"LEDGER_STATE_DIR": str(tmp_path / "fresh-state")}  # an auditor with no trusted state of their own
+    assert run_cli(ledger_ws, "audit", "--files", "none", **fresh)[0] == 0  # nothing to compare with
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", "--witness", str(witness), **fresh)
+    assert code == 1 and _findings(out)[0] == (6, "consistency")
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", LEDGER_WITNESS=str(witness), **fresh)
+    assert code == 1 and _findings(out)[0] == (6, "consistency")
+    assert ledger.size() == 6
+
+
+@pytest.mark.parametrize("attack", ["truncate", "rewrite"])
+def test_cli_audit_checkpoint_file(ledger_ws: Workspace, tmp_path: Path, attack: str) -> None:
+    ledger = build(ledger_ws, None, every=False)  # size 8
+    note = tmp_path / "cp.note"
+    assert run_cli(ledger_ws, "checkpoint", "--out", str(note))[0] == 0
+    fresh = {"LEDGER_STATE_DIR": str(tmp_path / "fresh-state")}
+    if attack == "truncate":
+        _truncate(ledger_ws, 5)
+        expected = (5, "consistency")
+    else:  # history from height 4 rewritten and re-signed with the key: only the checkpoint file shows it
+        reseal(ledger_ws, ledger, 4, load_key_file(ledger_ws.key, None), {"note": "rewritten"})
+        tamper(ledger_ws.db_url, "DELETE FROM checkpoints")
+        expected = (0, "consistency")  # no smaller checkpoint brackets it: somewhere below size 8
+    assert run_cli(ledger_ws, "audit", "--files", "none", **fresh)[0] == 0
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", "--checkpoint", str(note), **fresh)
+    assert code == 1 and _findings(out)[0] == expected, out
+    missing = run_cli(ledger_ws, "audit", "--files", "none", "--checkpoint", str(tmp_path / "none.note"), **fresh)
+    assert missing[0] == 2 and missing[2].startswith("ledger: error: cannot read checkpoint file")
+    assert len(missing[2].strip().splitlines()) == 1
