@@ -387,3 +387,69 @@ def test_memory_tree_matches_root_from_leaves(data: list[bytes]) -> None:
         assert tree.root() == root_from_leaves(hashes[: i + 1])
     assert tree.size == len(hashes)
     assert merkle.root(tree, tree.size) == root_from_leaves(hashes)
+
+
+# --- authenticating many leaves at once against a trusted frontier ------------------------------------------------
+
+
+class AlteredSource:
+    """TREE with one stored node replaced: what an attacker with the database can do to the siblings."""
+
+    def __init__(self, key: NodeKey, value: bytes) -> None:
+        self.key, self.value = key, value
+        self.calls: list[int] = []
+
+    def nodes(self, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
+        self.calls.append(len(keys))
+        got = dict(TREE.nodes(keys))
+        if self.key in got:
+            got[self.key] = self.value
+        return got
+
+
+def test_root_from_frontier() -> None:
+    assert merkle.root_from_frontier([]) == EMPTY_ROOT
+    for size in range(1, MAX_SIZE + 1):
+        assert merkle.root_from_frontier(load_frontier(TREE, size)) == mth(0, size)
+
+
+@given(size_and_index(), st.sets(st.integers(0, MAX_SIZE - 1), max_size=40))
+def test_check_leaves_accepts_true_leaves_and_locates_a_wrong_one(case: tuple[int, int], extra: set[int]) -> None:
+    size, bad = case
+    frontier = load_frontier(TREE, size)
+    chosen = {i: LEAVES[i] for i in extra if i < size} | {bad: LEAVES[bad]}
+    assert merkle.check_leaves(TREE, chosen, size=size, frontier=frontier) == []
+    wrong = chosen | {bad: flip(LEAVES[bad])}
+    ranges = merkle.check_leaves(TREE, wrong, size=size, frontier=frontier)
+    assert len(ranges) == 1 and ranges[0][0] <= bad < ranges[0][1]
+    level, idx = next(k for k in frontier_keys(size) if k[1] << k[0] == ranges[0][0])
+    assert ranges[0] == (idx << level, (idx + 1) << level)  # exactly the frontier subtree holding it
+
+
+def test_check_leaves_a_wrong_stored_sibling_never_makes_a_wrong_leaf_pass() -> None:
+    size = 300
+    frontier = load_frontier(TREE, size)
+    for index in (0, 1, 130, 255, 256, 298):
+        source = AlteredSource((0, index ^ 1), flip(LEAVES[index ^ 1]))  # a stored sibling rewritten
+        assert merkle.check_leaves(source, {index: flip(LEAVES[index])}, size=size, frontier=frontier) != []
+        assert merkle.check_leaves(source, {index: LEAVES[index]}, size=size, frontier=frontier) != []
+        assert merkle.check_leaves(TREE, {index: LEAVES[index]}, size=size, frontier=frontier) == []
+
+
+def test_check_leaves_reads_per_level_in_bounded_batches() -> None:
+    size = MAX_SIZE
+    frontier = load_frontier(TREE, size)
+    source = AlteredSource((99, 0), b"")  # nothing altered
+    every_third = {i: LEAVES[i] for i in range(0, size, 3)}
+    assert merkle.check_leaves(source, every_third, size=size, frontier=frontier) == []
+    assert max(source.calls) <= merkle.FETCH_BATCH
+    assert len(source.calls) <= math.ceil(size / merkle.FETCH_BATCH) * (size.bit_length() + 1)
+    assert merkle.check_leaves(source, {}, size=size, frontier=frontier) == []
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {size: LEAVES[0]}, size=size, frontier=frontier)
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {0: LEAVES[0]}, size=size, frontier=frontier[:-1])
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {0: b"short"}, size=size, frontier=frontier)
+    with pytest.raises(StorageError):
+        merkle.check_leaves(MemoryTree(LEAVES[:5]), {0: LEAVES[0]}, size=size, frontier=frontier)
