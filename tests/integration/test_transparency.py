@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -142,26 +143,47 @@ class Counting:
         return self.inner.nodes(keys)
 
 
-def test_db_proofs_match_memory_tree(ledger_ws: Workspace) -> None:
-    ledger = build(ledger_ws, None, every=False, count=20)
-    leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
-    n = len(leaves)
-    tree = merkle.MemoryTree(leaves)
-    for size in range(1, n + 1):
-        assert ledger.root(size) == merkle.root(tree, size) == merkle.root_from_leaves(leaves[:size])
-    assert ledger.root() == tree.root()
-    for index in range(n):
-        assert ledger.inclusion_proof(index, n) == merkle.inclusion_proof(tree, index, n)
-    for size1 in range(n + 1):
-        path = ledger.consistency_proof(size1, n)
-        assert path == merkle.consistency_proof(tree, size1, n)
-        merkle.verify_consistency(size1=size1, size2=n, root1=ledger.root(size1), root2=tree.root(), path=path)
+def _samples(size: int, rng: random.Random) -> list[int]:
+    """Indices / sizes in [0, size) worth checking: both ends, the RFC split point and its neighbours, random."""
+    split = 1 << max(0, (size - 1).bit_length() - 1)
+    picked = {0, 1, size // 2, split - 1, split, split + 1, size - 2, size - 1, *rng.sample(range(size), min(3, size))}
+    return sorted(i for i in picked if 0 <= i < size)
+
+
+def test_db_proofs_match_naive_model_every_size(db_url: str, tmp_path: Path) -> None:
+    """Roots, inclusion and consistency proofs read from the database equal RFC 9162's definitions, sizes 1..301."""
+    from ledger import bulk
+    from tests.merkle_model import NaiveTree
+
+    size = 301
+    ledger = bulk.build(db_url, size - 1, key=SigningKey.generate(), models_dir=tmp_path, workers=1)
+    naive = NaiveTree([merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()])
+    rng = random.Random(9162)
+    checked = 0
     with ledger.store.reading() as connection:
+        source = NodesOf(connection)
+        for n in range(1, size + 1):
+            root = naive.mth(0, n)
+            assert merkle.root(source, n) == root, n
+            for index in _samples(n, rng):
+                path = merkle.inclusion_proof(source, index, n)
+                assert path == naive.path(index, 0, n), (index, n)
+                merkle.verify_inclusion(leaf=naive.leaves[index], index=index, size=n, path=path, root=root)
+            for old in [*_samples(n, rng), n]:
+                path = merkle.consistency_proof(source, old, n)
+                assert path == naive.proof(old, n), (old, n)
+                merkle.verify_consistency(size1=old, size2=n, root1=naive.mth(0, old), root2=root, path=path)
+                checked += 1
         counting = Counting(NodesOf(connection))
-        merkle.inclusion_proof(counting, 5, n)
-        merkle.root(counting, n)
-        merkle.consistency_proof(counting, 7, n)
+        merkle.inclusion_proof(counting, 5, size)
+        merkle.root(counting, size)
+        merkle.consistency_proof(counting, 7, size)
     assert counting.calls == 3  # one batched read each
+    assert checked > 2500
+    # the Ledger methods read the same nodes, each in its own transaction
+    assert ledger.root() == naive.mth(0, size) and ledger.root(17) == naive.mth(0, 17)
+    assert ledger.inclusion_proof(200, 256) == naive.path(200, 0, 256)
+    assert ledger.consistency_proof(100, size) == naive.proof(100, size)
 
 
 # --- checkpoints, witness, trusted state --------------------------------------------------------------------------
