@@ -241,13 +241,18 @@ def audit(
         mode = FilesMode(files)
     except ValueError:
         fail(f"--files must be full, quick or none, not {files!r}", EXIT_INPUT)
-    checkpoint_files = tuple((str(path), path.read_bytes()) for path in checkpoint or ())
+    checkpoint_files = []
+    for path in checkpoint or ():
+        try:
+            checkpoint_files.append((str(path), path.read_bytes()))
+        except OSError as exc:
+            fail(f"cannot read checkpoint file {path}: {exc.strerror}", EXIT_INPUT)
     ledger = open_ledger(settings)
     with render.progress_bar(settings) as start:
         report = ledger.audit(
             files=mode,
             witness=witness or settings.witness,
-            checkpoint_files=checkpoint_files,
+            checkpoint_files=tuple(checkpoint_files),
             state_dir=settings.state_dir,
             workers=workers,
             incremental=incremental,

@@ -57,20 +57,47 @@ def prove(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model slug, for short version names.")] = None,
 ) -> None:
-    """Write a self-contained inclusion (or, with --since, consistency) proof bundle."""
+    """Write a self-contained inclusion (or, with --since, consistency) proof bundle.
+
+    When no stored checkpoint reaches the block (or, with --since, the head) and the signing key is at hand,
+    a checkpoint of the head is signed, stored and published first, as `ledger checkpoint` does.
+    """
     from cli import render
     from ledger.fsutil import write_atomic
-    from ledger.proving import prove_consistency, prove_inclusion
+    from ledger.proving import Signing, prove_consistency, prove_inclusion
+    from ledger.witness import Witness
 
     settings = settings_of(ctx)
-    ledger = open_ledger(settings)
     if (ref is None) == (since is None):
         fail("give exactly one of VERSION|HEIGHT or --since CHECKPOINT_FILE", EXIT_INPUT)
+    old = None
     if since is not None:
-        bundle = prove_consistency(ledger, since.read_bytes())
+        try:
+            old = since.read_bytes()
+        except OSError as exc:
+            fail(f"cannot read {since}: {exc.strerror}", EXIT_INPUT)
+    has_key = settings.key_path.is_file()
+    ledger = open_ledger(settings, signing=has_key)
+    signing = None
+    if has_key:
+        signing = Signing(witness=Witness(settings.witness) if settings.witness else None, state_dir=settings.state_dir)
+    if old is not None:
+        proved = prove_consistency(ledger, old, signing=signing)
     else:
         assert ref is not None
-        bundle = prove_inclusion(ledger, ledger.find(ref, model=model))
+        proved = prove_inclusion(ledger, ledger.find(ref, model=model), signing=signing)
+    bundle = proved.bundle
+    to_stderr = out is None or settings.json
+    if proved.issued is not None:
+        where = proved.issued.witness or "no witness configured"
+        size = proved.issued.signed.checkpoint.size
+        typer.echo(f"signed checkpoint size {size} for this proof (stored; witness: {where})", err=to_stderr)
+    if proved.behind_head is not None:
+        typer.echo(
+            f"note: proved to the newest stored checkpoint (size {proved.size}), but the head is at size "
+            f"{proved.behind_head}: with the signing key (--key) the proof would reach the head",
+            err=to_stderr,
+        )
     text = render.to_json(bundle) + "\n"
     if out is None:
         typer.echo(text, nl=False)

@@ -85,17 +85,26 @@ def stored_notes(ledger: Ledger) -> list[bytes]:
 
 
 def latest_stored(ledger: Ledger, *, covering: int = 0) -> SignedCheckpoint | None:
-    """The newest stored checkpoint whose size exceeds ``covering`` and whose signature verifies."""
+    """The largest stored checkpoint of more than ``covering`` blocks whose signature verifies.
+
+    Rows are read largest first and verified one at a time, so normally only the one returned is verified; a
+    row whose note does not verify, or whose unsigned ``size`` column disagrees with its note, is skipped.
+    """
     schedule = ledger.key_schedule()
-    best: SignedCheckpoint | None = None
-    for note in stored_notes(ledger):
-        try:
-            signed = verify_note(note, origin=ledger.origin, schedule=schedule).signed
-        except CheckpointError:
-            continue
-        if signed.checkpoint.size > covering and (best is None or signed.checkpoint.size > best.checkpoint.size):
-            best = signed
-    return best
+    query = (
+        select(CheckpointRow.size, CheckpointRow.note)
+        .where(CheckpointRow.size > covering)
+        .order_by(CheckpointRow.size.desc(), CheckpointRow.id.desc())
+    )
+    with ledger.store.reading() as connection:
+        for size, note in connection.execute(query, execution_options={"yield_per": 8}):
+            try:
+                signed = verify_note(bytes(note), origin=ledger.origin, schedule=schedule).signed
+            except CheckpointError:
+                continue
+            if signed.checkpoint.size == size:
+                return signed
+    return None
 
 
 def state_at(ledger: Ledger, signed: SignedCheckpoint) -> trust.TrustedState:

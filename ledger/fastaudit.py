@@ -333,6 +333,7 @@ def verify_chain(
     workers: int | None = None,
     targets: Sequence[int] = (),
     seed: Seed | None = None,
+    prior: ChainScan | None = None,
     chunk_level: int = CHUNK_LEVEL,
     parallel_threshold: int = PARALLEL_THRESHOLD,
 ) -> ChainCheck:
@@ -340,10 +341,11 @@ def verify_chain(
 
     ``workers``: processes to use (default: one per CPU), each opening its own connection to the same URL;
     ledgers under ``parallel_threshold`` blocks are checked in-process through ``store`` itself. Ranges are
-    aligned blocks of ``2**chunk_level`` heights.
+    aligned blocks of ``2**chunk_level`` heights. ``prior`` is what the blocks below ``seed`` recorded
+    (versions, findings): the new blocks' state is recorded on top of it, so a prune names an older version.
     """
     url = store.engine.url.render_as_string(hide_password=False)
-    return _verify(store, url, workers, targets, seed, chunk_level, parallel_threshold)
+    return _verify(store, url, workers, targets, seed, prior, chunk_level, parallel_threshold)
 
 
 def _verify(
@@ -352,6 +354,7 @@ def _verify(
     workers: int | None,
     targets: Sequence[int],
     seed: Seed | None,
+    prior: ChainScan | None,
     chunk_level: int,
     parallel_threshold: int,
 ) -> ChainCheck:
@@ -381,7 +384,7 @@ def _verify(
             )
         )
     results = list(_run(tasks, workers, size - start, parallel_threshold, store))
-    check = _stitch(results, seed, size)
+    check = _stitch(results, seed, size, prior if prior is not None else ChainScan())
     check.roots = (
         _roots_from_frontier(seed, results, targets)
         if seed is not None
@@ -415,8 +418,7 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int) -> ChainCheck:
-    scan = ChainScan()
+def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int, scan: ChainScan) -> ChainCheck:
     findings = scan.findings
     prev_hash = seed.last_hash if seed is not None else None
     max_time = seed.last_time if seed is not None else ""

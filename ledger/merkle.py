@@ -11,6 +11,7 @@ proof is then assembled from O(log n) such nodes, fetched with a single ``NodeSo
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
@@ -256,11 +257,23 @@ class NodeSource(Protocol):
         ...
 
 
+#: Keys per ``NodeSource.nodes`` call: a proof (at most ~2 log2 n keys) is one call; large batches are split so
+#: one query stays small (SQLite refuses expressions deeper than 1000 terms).
+FETCH_BATCH = 128
+
+
+def read_nodes(source: NodeSource, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
+    """The stored hashes of ``keys`` (absent ones omitted), in batches of ``FETCH_BATCH`` keys per call."""
+    wanted = sorted(set(keys))
+    got: dict[NodeKey, bytes] = {}
+    for start in range(0, len(wanted), FETCH_BATCH):
+        got.update(source.nodes(wanted[start : start + FETCH_BATCH]))
+    return got
+
+
 def _fetch(source: NodeSource, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
     wanted = sorted(set(keys))
-    if not wanted:
-        return {}
-    got = source.nodes(wanted)
+    got = read_nodes(source, wanted)
     out: dict[NodeKey, bytes] = {}
     for key in wanted:
         value = got.get(key)
@@ -315,6 +328,58 @@ def consistency_proof(source: NodeSource, size1: int, size2: int) -> list[bytes]
     if size1 in (0, size2):
         return []
     return _range_hashes(source, _consistency_ranges(size1, size2))
+
+
+def root_from_frontier(frontier: Sequence[bytes]) -> bytes:
+    """The root whose right edge ``frontier`` is (perfect subtree hashes of ``[0, size)``, largest first)."""
+    if not frontier:
+        return EMPTY_ROOT
+    acc = frontier[-1]
+    for part in reversed(frontier[:-1]):
+        acc = node_hash(part, acc)
+    return acc
+
+
+def check_leaves(
+    source: NodeSource, leaves: Mapping[int, bytes], *, size: int, frontier: Sequence[bytes]
+) -> list[tuple[int, int]]:
+    """Authenticate many leaf hashes of the tree of ``size`` leaves at once, against its trusted ``frontier``.
+
+    Every leaf is folded up to the frontier subtree that holds it, taking the sibling subtrees it needs from
+    ``source`` (one batched read per level, about k log2(n/k) nodes for k leaves). Only the frontier is trusted
+    (check it folds to a verified root with ``root_from_frontier``): a wrong stored node can make a true leaf
+    fail, never a wrong leaf pass. Returns the leaf ranges ``[start, end)`` of the frontier subtrees whose
+    recomputed hash differs; empty when every leaf is in the tree.
+    """
+    _check_size("tree size", size)
+    keys = frontier_keys(size)
+    if len(frontier) != len(keys):
+        raise InputError(f"the frontier of a tree of size {size} has {len(keys)} nodes, got {len(frontier)}")
+    if any(not _is_int(i) or not 0 <= i < size for i in leaves):
+        raise InputError(f"leaf indices must lie in [0, {size})")
+    if any(not isinstance(h, bytes) or len(h) != HASH_SIZE for h in leaves.values()):
+        raise InputError("leaves must be 32-byte leaf hashes")
+    starts = [idx << level for level, idx in keys]
+    computed: dict[int, bytes] = {}  # frontier position -> hash recomputed from the leaves
+    current = dict(leaves)
+    level = 0
+    while current:
+        climbing: dict[int, bytes] = {}
+        for idx, value in current.items():
+            position = bisect.bisect_right(starts, idx << level) - 1
+            if keys[position][0] == level:
+                computed[position] = value
+            else:
+                climbing[idx] = value
+        siblings = _fetch(source, ((level, idx ^ 1) for idx in climbing if idx ^ 1 not in climbing))
+        current = {}
+        for idx, value in climbing.items():
+            if idx & 1 and idx ^ 1 in climbing:
+                continue  # its left sibling computes the parent
+            other = climbing[idx ^ 1] if idx ^ 1 in climbing else siblings[(level, idx ^ 1)]
+            current[idx >> 1] = node_hash(other, value) if idx & 1 else node_hash(value, other)
+        level += 1
+    return [(starts[p], starts[p] + (1 << keys[p][0])) for p in sorted(computed) if computed[p] != bytes(frontier[p])]
 
 
 # --- appending ----------------------------------------------------------------------------------------------

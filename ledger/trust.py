@@ -15,6 +15,7 @@ from typing import Any
 
 from ledger.errors import CheckpointError, InputError, StorageError
 from ledger.fsutil import write_atomic
+from ledger.merkle import root_from_frontier
 from ledger.note import SignedCheckpoint, parse_verifier_key
 
 SCHEMA = "ledger-trusted-state/v1"
@@ -82,8 +83,12 @@ class TrustedState:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"trusted state file is malformed: {exc}") from exc
-        if state.checkpoint().checkpoint.size != data.get("size"):
+        checkpoint = state.checkpoint().checkpoint
+        if checkpoint.size != data.get("size"):
             raise InputError("trusted state size does not match its checkpoint")
+        # The frontier resumes incremental audits and authenticates old blocks: it must be the checkpoint's own.
+        if len(state.frontier) != checkpoint.size.bit_count() or root_from_frontier(state.frontier) != checkpoint.root:
+            raise InputError("trusted state frontier does not fold to its checkpoint's root")
         return state
 
 

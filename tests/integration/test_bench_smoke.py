@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 #: Figures whose feature may still be missing from this checkout; they must then say so, not fail.
-OPTIONAL = {"save-version", "export-html", "export-json", "backup-s3", "prune-dry-run", "incremental-audit"}
+OPTIONAL = {"save-version", "export-html", "export-json", "backup-s3", "prune-dry-run"}
 
 
 def test_smoke_runs_every_figure(tmp_path: Path) -> None:
@@ -45,6 +46,12 @@ def test_smoke_runs_every_figure(tmp_path: Path) -> None:
         assert ours["value"] > 0 and reference["value"] > 0, name
         assert figure["ratio"] is not None and figure["ratio"] > 0, name
         assert figure["met"] in (True, False, None), name
+    assert figures["incremental-audit"]["status"] == "ok"  # checkpoints exist: the figure must run
+    versions = re.search(r"([\d,]+) of them version blocks", figures["incremental-audit"]["method"])
+    assert versions is not None and int(versions[1].replace(",", "")) > 0  # it pays for old version blocks
+    proof = figures["inclusion-proof"]
+    assert proof["ours"]["value"] == max(proof["ours"]["samples"])  # the goal is on the worst leaf
+    assert "worst" in proof["method"] and "median" in proof["method"]
     for line in result.stdout.splitlines()[2:]:
         if line and not line.startswith("  *"):
             assert line.split()[0] in figures  # the printed table has one row per figure

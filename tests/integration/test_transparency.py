@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -142,26 +143,47 @@ class Counting:
         return self.inner.nodes(keys)
 
 
-def test_db_proofs_match_memory_tree(ledger_ws: Workspace) -> None:
-    ledger = build(ledger_ws, None, every=False, count=20)
-    leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
-    n = len(leaves)
-    tree = merkle.MemoryTree(leaves)
-    for size in range(1, n + 1):
-        assert ledger.root(size) == merkle.root(tree, size) == merkle.root_from_leaves(leaves[:size])
-    assert ledger.root() == tree.root()
-    for index in range(n):
-        assert ledger.inclusion_proof(index, n) == merkle.inclusion_proof(tree, index, n)
-    for size1 in range(n + 1):
-        path = ledger.consistency_proof(size1, n)
-        assert path == merkle.consistency_proof(tree, size1, n)
-        merkle.verify_consistency(size1=size1, size2=n, root1=ledger.root(size1), root2=tree.root(), path=path)
+def _samples(size: int, rng: random.Random) -> list[int]:
+    """Indices / sizes in [0, size) worth checking: both ends, the RFC split point and its neighbours, random."""
+    split = 1 << max(0, (size - 1).bit_length() - 1)
+    picked = {0, 1, size // 2, split - 1, split, split + 1, size - 2, size - 1, *rng.sample(range(size), min(3, size))}
+    return sorted(i for i in picked if 0 <= i < size)
+
+
+def test_db_proofs_match_naive_model_every_size(db_url: str, tmp_path: Path) -> None:
+    """Roots, inclusion and consistency proofs read from the database equal RFC 9162's definitions, sizes 1..301."""
+    from ledger import bulk
+    from tests.merkle_model import NaiveTree
+
+    size = 301
+    ledger = bulk.build(db_url, size - 1, key=SigningKey.generate(), models_dir=tmp_path, workers=1)
+    naive = NaiveTree([merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()])
+    rng = random.Random(9162)
+    checked = 0
     with ledger.store.reading() as connection:
+        source = NodesOf(connection)
+        for n in range(1, size + 1):
+            root = naive.mth(0, n)
+            assert merkle.root(source, n) == root, n
+            for index in _samples(n, rng):
+                path = merkle.inclusion_proof(source, index, n)
+                assert path == naive.path(index, 0, n), (index, n)
+                merkle.verify_inclusion(leaf=naive.leaves[index], index=index, size=n, path=path, root=root)
+            for old in [*_samples(n, rng), n]:
+                path = merkle.consistency_proof(source, old, n)
+                assert path == naive.proof(old, n), (old, n)
+                merkle.verify_consistency(size1=old, size2=n, root1=naive.mth(0, old), root2=root, path=path)
+                checked += 1
         counting = Counting(NodesOf(connection))
-        merkle.inclusion_proof(counting, 5, n)
-        merkle.root(counting, n)
-        merkle.consistency_proof(counting, 7, n)
+        merkle.inclusion_proof(counting, 5, size)
+        merkle.root(counting, size)
+        merkle.consistency_proof(counting, 7, size)
     assert counting.calls == 3  # one batched read each
+    assert checked > 2500
+    # the Ledger methods read the same nodes, each in its own transaction
+    assert ledger.root() == naive.mth(0, size) and ledger.root(17) == naive.mth(0, 17)
+    assert ledger.inclusion_proof(200, 256) == naive.path(200, 0, 256)
+    assert ledger.consistency_proof(100, size) == naive.proof(100, size)
 
 
 # --- checkpoints, witness, trusted state --------------------------------------------------------------------------
@@ -184,6 +206,38 @@ def test_checkpoint_refuses_to_sign_a_fork(ledger_ws: Workspace, witness_url: st
     reseal(ledger_ws, ledger, 2, load_key_file(ledger_ws.key, None), {"note": "forged"})
     with pytest.raises(ProofError):
         issue(ledger, witness=Witness(witness_url), state_dir=ledger_ws.root / "state")
+
+
+def test_latest_stored_verifies_only_what_it_returns(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ledger import checkpoints
+
+    ledger = build(ledger_ws, None, count=12)  # stored checkpoints of sizes 2..13
+    calls: list[bytes] = []
+    real = checkpoints.verify_note
+
+    def counting(note: bytes, **kw: Any) -> Any:
+        calls.append(note)
+        return real(note, **kw)
+
+    monkeypatch.setattr(checkpoints, "verify_note", counting)
+    newest = checkpoints.latest_stored(ledger)
+    assert newest is not None and newest.checkpoint.size == 13
+    assert len(calls) == 1
+    assert checkpoints.latest_stored(ledger, covering=13) is None
+    calls.clear()
+    # a broken newest note and an unsigned size column that lies are skipped, not trusted
+    broken = checkpoints.stored_notes(ledger)[-1].replace(
+        b"\n13\n", b"\n14\n"
+    )  # the signature no longer covers the text
+    tamper(
+        ledger_ws.db_url,
+        ("UPDATE checkpoints SET note = :n WHERE size = 13", {"n": broken}),
+        "UPDATE checkpoints SET size = 99 WHERE size = 2",
+    )
+    fallback = checkpoints.latest_stored(ledger)
+    assert fallback is not None and fallback.checkpoint.size == 12
+    assert len(calls) == 3  # the row claiming 99, the broken 13, then 12
+    assert checkpoints.latest_stored(ledger, covering=12) is None
 
 
 # --- attacks: each reported with class and first bad height --------------------------------------------------------
@@ -364,6 +418,34 @@ def test_fork_two_histories(ledger_ws: Workspace, witness_url: str, tmp_path: Pa
         _drop_copy(other_url)
 
 
+@pytest.mark.parametrize("ledger_state", ["intact", "truncated", "damaged"])
+def test_fork_between_checkpoints(ledger_ws: Workspace, witness_url: str, ledger_state: str) -> None:
+    """Two signed checkpoints of one size with different roots are a fork, whatever the ledger still holds."""
+    from ledger.note import Checkpoint, SignedCheckpoint
+
+    ledger = build(ledger_ws, witness_url)  # witnessed checkpoints of sizes 2..8
+    leaves = [merkle.leaf_hash(bytes.fromhex(b.block_hash)) for b in ledger.blocks()]
+    other = merkle.root_from_leaves([*leaves[:7], merkle.leaf_hash(b"another block 7")])  # a history forked at 7
+    key = load_key_file(ledger_ws.key, None)
+    fork = SignedCheckpoint.sign(Checkpoint(ledger.origin, 8, other), name=ledger.origin, private_key=key.private)
+    if ledger_state == "truncated":  # both checkpoints of size 8 lie beyond what is left
+        tamper(
+            ledger_ws.db_url,
+            "DELETE FROM checkpoints",
+            "DELETE FROM blocks WHERE height >= 6",
+            "DELETE FROM merkle_nodes WHERE (idx + 1) * (1 << level) > 6",
+        )
+    elif ledger_state == "damaged":  # the stored tree cannot prove anything any more
+        tamper(ledger_ws.db_url, "DELETE FROM merkle_nodes WHERE level >= 1")
+    report = audit(ledger, ledger_ws, witness_url, checkpoint_files=(("fork.note", fork.note),))
+    forks = [f for f in report.findings if f.message.startswith("fork:")]
+    assert len(forks) == 1 and forks[0].kind is FindingClass.CONSISTENCY, report.findings
+    assert "fork.note" in forks[0].message and "size 8" in forks[0].message
+    assert forks[0].height is not None and forks[0].height <= 7  # a lower bound of where the histories part
+    control = audit(ledger, ledger_ws, witness_url)
+    assert not any(f.message.startswith("fork:") for f in control.findings)
+
+
 def test_incremental_audit(ledger_ws: Workspace, witness_url: str) -> None:
     ledger = build(ledger_ws, witness_url, every=False)
     for i in range(4):
@@ -381,6 +463,125 @@ def test_incremental_catches_rewrite_below_trusted(ledger_ws: Workspace, witness
     reseal(ledger_ws, ledger, 3, load_key_file(ledger_ws.key, None), {"note": "x"})
     report = audit(ledger, ledger_ws, None, incremental=True)
     assert first(report)[1] is FindingClass.CONSISTENCY
+
+
+@pytest.fixture
+def versioned(ledger_ws: Workspace) -> tuple[Ledger, list[int]]:
+    """Three versions and some events under a trusted checkpoint, then new blocks: a prune of v1.0 among them."""
+    ledger: Ledger = open_ledger(ledger_ws)
+    heights = []
+    for name in ("oneseek-7b-zero-v1.0", "oneseek-7b-zero-v1.1", "oneseek-7b-zero-v1.2"):
+        heights.append(ledger.append(ledger_ws.write_version(name)).height)
+        ledger.append_event("event", {"after": name})
+    issue(ledger, witness=None, state_dir=ledger_ws.root / "state")
+    ledger.append_event("event", {"n": "new"})
+    for suffix in (".pth", ".json"):  # pruned (by policy, after a backup): its files may be gone
+        (ledger_ws.models / f"oneseek-7b-zero-v1.0{suffix}").unlink()
+    released = ["oneseek-7b-zero-v1.0.pth", "oneseek-7b-zero-v1.0.json"]
+    ledger.append_event(
+        "prune", {"version": "oneseek-7b-zero-v1.0", "location": "s3://backups/v1.0", "files": released}
+    )
+    return ledger, heights
+
+
+def test_incremental_proves_old_versions_by_hash_not_signature(
+    ledger_ws: Workspace, versioned: tuple[Ledger, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ledger import chain
+    from ledger.signing import verify_signature as real
+
+    ledger, heights = versioned
+    verified: list[int] = []
+
+    def counting(public: bytes, block_hash: bytes, signature: bytes) -> bool:
+        verified.append(1)
+        return real(public, block_hash, signature)
+
+    monkeypatch.setattr(chain, "verify_signature", counting)
+    report = ledger.audit(files=FilesMode.FULL, state_dir=ledger_ws.root / "state", incremental=True)
+    assert report.clean, report.findings  # the prune names v1.0, recorded below the trusted size
+    assert report.blocks_checked == 2 and report.files_checked == 6
+    assert len(verified) <= report.blocks_checked  # only new blocks' signatures, never the three old versions
+    assert any("3 older version/prune/restore block(s) proven" in n for n in report.notes)
+    assert report.pruned == (("oneseek-7b-zero-v1.0", "s3://backups/v1.0"),)
+    weights = ledger_ws.models / "oneseek-7b-zero-v1.1.pth"
+    data = bytearray(weights.read_bytes())
+    data[7] ^= 1
+    weights.write_bytes(bytes(data))  # the old version's record is what the file check compares with
+    changed = ledger.audit(files=FilesMode.FULL, state_dir=ledger_ws.root / "state", incremental=True)
+    assert first(changed) == (heights[1], FindingClass.FILE_MISMATCH)
+
+
+def _rehashed(block: Any, change: dict[str, Any]) -> dict[str, Any]:
+    """The block's columns with its payload changed and both hashes recomputed (the signature kept)."""
+    import hashlib
+    from dataclasses import replace
+
+    from ledger.canonical import canonical
+
+    payload = canonical(block.data() | change)
+    new = replace(block, payload=payload, payload_hash=hashlib.sha256(payload).hexdigest())
+    return {"h": block.height, "p": payload, "ph": new.payload_hash, "bh": new.computed_hash()}
+
+
+@pytest.mark.parametrize("attack", ["payload", "rehash", "reseal", "signature"])
+def test_incremental_and_old_version_blocks(
+    ledger_ws: Workspace, versioned: tuple[Ledger, list[int]], attack: str
+) -> None:
+    """What an incremental audit finds in an old version block, and what only a full audit finds."""
+    ledger, heights = versioned
+    target = ledger.block(heights[1])
+    expected: dict[str, tuple[int, FindingClass] | None]
+    if attack == "payload":  # a byte of the payload: its hash no longer matches
+        value = bytearray(target.payload)
+        value[len(value) // 2] ^= 1
+        tamper(
+            ledger_ws.db_url,
+            ("UPDATE blocks SET payload = :v WHERE height = :h", {"v": bytes(value), "h": target.height}),
+        )
+        expected = {"incremental": (target.height, FindingClass.PAYLOAD), "full": (target.height, FindingClass.PAYLOAD)}
+    elif attack == "rehash":  # payload and both hashes rewritten, Merkle leaf left alone (no key: old signature)
+        sql = "UPDATE blocks SET payload = :p, payload_hash = :ph, block_hash = :bh WHERE height = :h"
+        tamper(ledger_ws.db_url, (sql, _rehashed(target, {"note": "rewritten"})))
+        expected = {
+            "incremental": (target.height, FindingClass.CONSISTENCY),
+            "full": (target.height, FindingClass.SIGNATURE),
+        }
+    elif attack == "reseal":  # rewritten from there on with the key, every hash and Merkle node recomputed
+        reseal(ledger_ws, ledger, target.height, load_key_file(ledger_ws.key, None), {"note": "rewritten"})
+        tamper(ledger_ws.db_url, "DELETE FROM checkpoints")
+        expected = {"incremental": (0, FindingClass.CONSISTENCY), "full": (0, FindingClass.CONSISTENCY)}
+    else:  # the signature column alone: the block hash the checkpoint signed is intact
+        value = bytearray(target.signature)
+        value[0] ^= 1
+        tamper(
+            ledger_ws.db_url,
+            ("UPDATE blocks SET signature = :v WHERE height = :h", {"v": bytes(value), "h": target.height}),
+        )
+        expected = {"incremental": None, "full": (target.height, FindingClass.SIGNATURE)}
+    state = ledger_ws.root / "state"
+    incremental = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True, update_state=False)
+    if expected["incremental"] is None:
+        assert incremental.clean, incremental.findings  # documented in SECURITY.md: only a full audit sees it
+    else:
+        assert first(incremental) == expected["incremental"], incremental.findings
+    full = ledger.audit(files=FilesMode.NONE, state_dir=state, update_state=False)
+    assert first(full) == expected["full"], full.findings
+
+
+def test_trusted_state_with_a_foreign_frontier_is_unusable(ledger_ws: Workspace) -> None:
+    """The frontier authenticates old blocks in an incremental audit: one that is not the checkpoint's is refused."""
+    from ledger.errors import InputError
+
+    ledger = build(ledger_ws, None, every=False)
+    path = ledger_ws.root / "state" / f"{ledger.ledger_id}.json"
+    state = json.loads(path.read_text())
+    state["frontier"][-1] = "00" * 32
+    path.write_text(json.dumps(state))
+    with pytest.raises(InputError, match="no trusted state"):
+        audit(ledger, ledger_ws, None, incremental=True)
+    report = audit(ledger, ledger_ws, None)
+    assert [(f.kind, "frontier" in f.message) for f in report.findings] == [(FindingClass.CONSISTENCY, True)]
 
 
 # --- parallel verification agrees with the reference -----------------------------------------------------------
@@ -483,3 +684,97 @@ def test_cli_rotate_in_place(ledger_ws: Workspace) -> None:
     assert json.loads(shown.stdout)["verifier_key"].split("+")[0] == open_ledger(ledger_ws).origin
     ledger_ws.cli("checkpoint", check=True)
     assert ledger_ws.cli("audit", "--files", "none").returncode == 0
+
+
+# --- the CLI: checkpoint --out / --witness / LEDGER_WITNESS, audit --witness / --checkpoint ------------------------
+
+
+def run_cli(ws: Workspace, *args: str, **env: str) -> tuple[int, str, str]:
+    """Run ``ledger ARGS`` in-process (CliRunner) against the workspace: (exit code, stdout, stderr)."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    result = CliRunner().invoke(app, list(args), env=ws.env(**env))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _findings(stdout: str) -> list[tuple[int | None, str]]:
+    return [(f["height"], f["class"]) for f in json.loads(stdout)["findings"] if f["severity"] == "error"]
+
+
+def test_cli_checkpoint_out_witness_and_setting(ledger_ws: Workspace, tmp_path: Path) -> None:
+    from ledger.note import SignedCheckpoint, parse_verifier_key
+
+    ledger = build(ledger_ws, None, every=False, count=3)  # size 4
+    vkey = verifier_key_of(ledger)
+    flag_dir, env_dir = tmp_path / "flag-witness", tmp_path / "env-witness"
+    code, out, err = run_cli(ledger_ws, "checkpoint", "--out", str(tmp_path / "cp.note"), "--witness", str(flag_dir))
+    assert code == 0, err
+    note = (tmp_path / "cp.note").read_bytes()
+    assert SignedCheckpoint.verify(note, verifiers=[parse_verifier_key(vkey)]).checkpoint.size == 4
+    published = list(flag_dir.iterdir())
+    assert [p.read_bytes() for p in published] == [note]
+    assert f"witness: {flag_dir}/{published[0].name}" in out and f"wrote {tmp_path / 'cp.note'}" in out
+    ledger.append_event("event", {"n": "more"})
+    code, out, err = run_cli(ledger_ws, "--json", "checkpoint", LEDGER_WITNESS=str(env_dir))
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["size"] == 5 and shown["witness"].startswith(str(env_dir)) and shown["trusted_state_updated"]
+    assert [p.name.split(".")[1] for p in env_dir.iterdir()] == [f"{5:020d}"]
+    assert len(list(flag_dir.iterdir())) == 1  # --witness was for that one command only
+    code, out, _ = run_cli(ledger_ws, "--json", "checkpoint")
+    assert json.loads(out)["witness"] is None
+
+
+def verifier_key_of(ledger: Ledger) -> str:
+    from ledger.note import verifier_key
+
+    return verifier_key(ledger.origin, ledger.key.public)
+
+
+def _truncate(ws: Workspace, keep: int) -> None:
+    """Cut the chain back to ``keep`` blocks, its stored checkpoints with it (around the triggers)."""
+    tamper(
+        ws.db_url,
+        "DELETE FROM checkpoints",
+        f"DELETE FROM blocks WHERE height >= {keep}",
+        f"DELETE FROM merkle_nodes WHERE (idx + 1) * (1 << level) > {keep}",
+    )
+
+
+def test_cli_audit_witness_catches_truncation(ledger_ws: Workspace, tmp_path: Path) -> None:
+    ledger = build(ledger_ws, None, every=False)  # size 8
+    witness = tmp_path / "witness"
+    assert run_cli(ledger_ws, "checkpoint", "--witness", str(witness))[0] == 0
+    assert run_cli(ledger_ws, "audit", "--files", "none", "--witness", str(witness))[0] == 0
+    _truncate(ledger_ws, 6)
+    fresh = {"LEDGER_STATE_DIR": str(tmp_path / "fresh-state")}  # an auditor with no trusted state of their own
+    assert run_cli(ledger_ws, "audit", "--files", "none", **fresh)[0] == 0  # nothing to compare with
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", "--witness", str(witness), **fresh)
+    assert code == 1 and _findings(out)[0] == (6, "consistency")
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", LEDGER_WITNESS=str(witness), **fresh)
+    assert code == 1 and _findings(out)[0] == (6, "consistency")
+    assert ledger.size() == 6
+
+
+@pytest.mark.parametrize("attack", ["truncate", "rewrite"])
+def test_cli_audit_checkpoint_file(ledger_ws: Workspace, tmp_path: Path, attack: str) -> None:
+    ledger = build(ledger_ws, None, every=False)  # size 8
+    note = tmp_path / "cp.note"
+    assert run_cli(ledger_ws, "checkpoint", "--out", str(note))[0] == 0
+    fresh = {"LEDGER_STATE_DIR": str(tmp_path / "fresh-state")}
+    if attack == "truncate":
+        _truncate(ledger_ws, 5)
+        expected = (5, "consistency")
+    else:  # history from height 4 rewritten and re-signed with the key: only the checkpoint file shows it
+        reseal(ledger_ws, ledger, 4, load_key_file(ledger_ws.key, None), {"note": "rewritten"})
+        tamper(ledger_ws.db_url, "DELETE FROM checkpoints")
+        expected = (0, "consistency")  # no smaller checkpoint brackets it: somewhere below size 8
+    assert run_cli(ledger_ws, "audit", "--files", "none", **fresh)[0] == 0
+    code, out, _ = run_cli(ledger_ws, "--json", "audit", "--files", "none", "--checkpoint", str(note), **fresh)
+    assert code == 1 and _findings(out)[0] == expected, out
+    missing = run_cli(ledger_ws, "audit", "--files", "none", "--checkpoint", str(tmp_path / "none.note"), **fresh)
+    assert missing[0] == 2 and missing[2].startswith("ledger: error: cannot read checkpoint file")
+    assert len(missing[2].strip().splitlines()) == 1

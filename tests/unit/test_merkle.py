@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,59 +30,18 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.merkle_model import NaiveTree
+from tests.probes import PROBES, VECTORS, Probe
 
-VECTORS = Path(__file__).resolve().parent.parent / "vectors" / "merkle"
 MAX_SIZE = 300
 
-# --- naive model, straight from RFC 9162 2.1.1, 2.1.3.1 and 2.1.4.1 -----------------------------------------
+# --- the naive model (tests/merkle_model.py) over fixed leaves ------------------------------------------------
 
 LEAVES = [leaf_hash(i.to_bytes(4, "big")) for i in range(MAX_SIZE + 1)]
-
-
-def _k(n: int) -> int:
-    k = 1
-    while k * 2 < n:
-        k *= 2
-    return k
-
-
-@cache
-def mth(lo: int, hi: int) -> bytes:
-    """MTH(D[lo:hi]) over LEAVES."""
-    n = hi - lo
-    if n == 0:
-        return hashlib.sha256(b"").digest()
-    if n == 1:
-        return LEAVES[lo]
-    k = _k(n)
-    return node_hash(mth(lo, lo + k), mth(lo + k, hi))
-
-
-def naive_path(m: int, lo: int, hi: int) -> list[bytes]:
-    """PATH(m, D[lo:hi])."""
-    n = hi - lo
-    if n == 1:
-        return []
-    k = _k(n)
-    if m < k:
-        return [*naive_path(m, lo, lo + k), mth(lo + k, hi)]
-    return [*naive_path(m - k, lo + k, hi), mth(lo, lo + k)]
-
-
-def naive_subproof(m: int, lo: int, hi: int, whole: bool) -> list[bytes]:
-    """SUBPROOF(m, D[lo:hi], b)."""
-    n = hi - lo
-    if m == n:
-        return [] if whole else [mth(lo, hi)]
-    k = _k(n)
-    if m <= k:
-        return [*naive_subproof(m, lo, lo + k, whole), mth(lo + k, hi)]
-    return [*naive_subproof(m - k, lo + k, hi, False), mth(lo, lo + k)]
-
-
-def naive_proof(m: int, n: int) -> list[bytes]:
-    """PROOF(m, D[0:n]) for 0 < m < n."""
-    return naive_subproof(m, 0, n, True)
+NAIVE = NaiveTree(LEAVES)
+mth = NAIVE.mth
+naive_path = NAIVE.path
+naive_proof = NAIVE.proof
 
 
 TREE = MemoryTree(LEAVES[:MAX_SIZE])
@@ -99,29 +54,18 @@ def flip(h: bytes, bit: int = 0) -> bytes:
 # --- public probe vectors (transparency-dev/merkle) ---------------------------------------------------------
 
 
-def _vector_files() -> list[Path]:
-    files = sorted(VECTORS.rglob("*.json"))
-    assert len(files) > 150, f"probe vectors missing under {VECTORS}"
-    return files
-
-
-def _b64(value: str) -> bytes:
-    return base64.b64decode(value)
-
-
-@pytest.mark.parametrize("path", _vector_files(), ids=lambda p: str(p.relative_to(VECTORS)))
-def test_probe_vector(path: Path) -> None:
-    case: dict[str, Any] = json.loads(path.read_text())
-    proof = [_b64(p) for p in case["proof"] or []]
-    if path.relative_to(VECTORS).parts[0] == "inclusion":
+@pytest.mark.parametrize("probe", PROBES, ids=lambda p: p.name)
+def test_probe_vector(probe: Probe) -> None:
+    case = probe.case
+    if probe.kind == "inclusion":
 
         def run() -> None:
             verify_inclusion(
-                leaf=_b64(case["leafHash"]),
+                leaf=probe.raw("leafHash"),
                 index=case["leafIdx"],
                 size=case["treeSize"],
-                path=proof,
-                root=_b64(case["root"]),
+                path=probe.proof,
+                root=probe.raw("root"),
             )
     else:
 
@@ -129,12 +73,12 @@ def test_probe_vector(path: Path) -> None:
             verify_consistency(
                 size1=case["size1"],
                 size2=case["size2"],
-                root1=_b64(case["root1"]),
-                root2=_b64(case["root2"]),
-                path=proof,
+                root1=probe.raw("root1"),
+                root2=probe.raw("root2"),
+                path=probe.proof,
             )
 
-    if case["wantErr"]:
+    if probe.want_error:
         with pytest.raises(ProofError):
             run()
     else:
@@ -144,8 +88,7 @@ def test_probe_vector(path: Path) -> None:
 def test_probe_vectors_present_with_license() -> None:
     assert (VECTORS / "LICENSE").read_text().lstrip().startswith("Apache License")
     assert (VECTORS / "README.md").is_file()
-    happy = [p for p in _vector_files() if not json.loads(p.read_text())["wantErr"]]
-    assert len(happy) >= 10
+    assert len([p for p in PROBES if not p.want_error]) >= 10
 
 
 # --- RFC 6962 reference data --------------------------------------------------------------------------------
@@ -444,3 +387,69 @@ def test_memory_tree_matches_root_from_leaves(data: list[bytes]) -> None:
         assert tree.root() == root_from_leaves(hashes[: i + 1])
     assert tree.size == len(hashes)
     assert merkle.root(tree, tree.size) == root_from_leaves(hashes)
+
+
+# --- authenticating many leaves at once against a trusted frontier ------------------------------------------------
+
+
+class AlteredSource:
+    """TREE with one stored node replaced: what an attacker with the database can do to the siblings."""
+
+    def __init__(self, key: NodeKey, value: bytes) -> None:
+        self.key, self.value = key, value
+        self.calls: list[int] = []
+
+    def nodes(self, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
+        self.calls.append(len(keys))
+        got = dict(TREE.nodes(keys))
+        if self.key in got:
+            got[self.key] = self.value
+        return got
+
+
+def test_root_from_frontier() -> None:
+    assert merkle.root_from_frontier([]) == EMPTY_ROOT
+    for size in range(1, MAX_SIZE + 1):
+        assert merkle.root_from_frontier(load_frontier(TREE, size)) == mth(0, size)
+
+
+@given(size_and_index(), st.sets(st.integers(0, MAX_SIZE - 1), max_size=40))
+def test_check_leaves_accepts_true_leaves_and_locates_a_wrong_one(case: tuple[int, int], extra: set[int]) -> None:
+    size, bad = case
+    frontier = load_frontier(TREE, size)
+    chosen = {i: LEAVES[i] for i in extra if i < size} | {bad: LEAVES[bad]}
+    assert merkle.check_leaves(TREE, chosen, size=size, frontier=frontier) == []
+    wrong = chosen | {bad: flip(LEAVES[bad])}
+    ranges = merkle.check_leaves(TREE, wrong, size=size, frontier=frontier)
+    assert len(ranges) == 1 and ranges[0][0] <= bad < ranges[0][1]
+    level, idx = next(k for k in frontier_keys(size) if k[1] << k[0] == ranges[0][0])
+    assert ranges[0] == (idx << level, (idx + 1) << level)  # exactly the frontier subtree holding it
+
+
+def test_check_leaves_a_wrong_stored_sibling_never_makes_a_wrong_leaf_pass() -> None:
+    size = 300
+    frontier = load_frontier(TREE, size)
+    for index in (0, 1, 130, 255, 256, 298):
+        source = AlteredSource((0, index ^ 1), flip(LEAVES[index ^ 1]))  # a stored sibling rewritten
+        assert merkle.check_leaves(source, {index: flip(LEAVES[index])}, size=size, frontier=frontier) != []
+        assert merkle.check_leaves(source, {index: LEAVES[index]}, size=size, frontier=frontier) != []
+        assert merkle.check_leaves(TREE, {index: LEAVES[index]}, size=size, frontier=frontier) == []
+
+
+def test_check_leaves_reads_per_level_in_bounded_batches() -> None:
+    size = MAX_SIZE
+    frontier = load_frontier(TREE, size)
+    source = AlteredSource((99, 0), b"")  # nothing altered
+    every_third = {i: LEAVES[i] for i in range(0, size, 3)}
+    assert merkle.check_leaves(source, every_third, size=size, frontier=frontier) == []
+    assert max(source.calls) <= merkle.FETCH_BATCH
+    assert len(source.calls) <= math.ceil(size / merkle.FETCH_BATCH) * (size.bit_length() + 1)
+    assert merkle.check_leaves(source, {}, size=size, frontier=frontier) == []
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {size: LEAVES[0]}, size=size, frontier=frontier)
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {0: LEAVES[0]}, size=size, frontier=frontier[:-1])
+    with pytest.raises(InputError):
+        merkle.check_leaves(TREE, {0: b"short"}, size=size, frontier=frontier)
+    with pytest.raises(StorageError):
+        merkle.check_leaves(MemoryTree(LEAVES[:5]), {0: LEAVES[0]}, size=size, frontier=frontier)
