@@ -141,6 +141,31 @@ def record(ledger: Ledger, produced: Produced, file_name: str) -> Block:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Exported:
+    """An export written to its file and recorded in its ``export`` block."""
+
+    produced: Produced
+    block: Block
+
+
+def export_to(ledger: Ledger, request: ExportRequest, out: Path) -> Exported:
+    """Export to the file ``out``: refuse an unwritable path before any work, then produce, write and record;
+    the file is removed again when the block cannot be appended (the ledger must vouch for every file)."""
+    from ledger.errors import LedgerError
+    from ledger.export.output import check_output, write_output
+
+    check_output(out)
+    produced = produce(ledger, request)
+    write_output(out, produced.data)
+    try:
+        block = record(ledger, produced, out.name)
+    except LedgerError:
+        out.unlink(missing_ok=True)
+        raise
+    return Exported(produced, block)
+
+
 def parse_thresholds(texts: Sequence[str]) -> tuple[Threshold, ...]:
     """Parse ``--threshold`` options; a metric given twice is refused."""
     out = tuple(Threshold.parse(t) for t in texts)

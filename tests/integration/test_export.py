@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -288,37 +289,96 @@ def test_cli_export_and_verify(ledger_ws: Workspace) -> None:
         (("--format", "json", "--since", "2999-01-01"), "matches no version"),
         (("--format", "json", "--versions", "v1.3..v1.1"), "other way round"),
         (("--format", "json", "--threshold", "accuracy"), "threshold"),
-        (
-            (
-                "--format",
-                "json",
-                "--out-dir-missing",
-            ),
-            "does not exist",
-        ),
-        (
-            (
-                "--format",
-                "json",
-                "--out-is-dir",
-            ),
-            "is a directory",
-        ),
     ],
 )
 def test_bad_input_exits_2_without_export_block(ledger_ws: Workspace, args: tuple[str, ...], message: str) -> None:
     ledger = populate(ledger_ws)
     head = ledger.head()
     out = ledger_ws.root / "report.out"
-    if args[-1] == "--out-dir-missing":
-        args, out = args[:-1], ledger_ws.root / "missing" / "report.json"
-    elif args[-1] == "--out-is-dir":
-        args, out = args[:-1], ledger_ws.root
     done = ledger_ws.cli("export", *args, "--out", str(out))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert ledger.head() == head
-    assert not (ledger_ws.root / "report.out").exists()
+    assert not out.exists()
+
+
+def _unwritable(root: Path, case: str) -> Path:
+    """Output paths that cannot be written even as root (the tests run as root: permission bits do not stop it)."""
+    if case == "file as parent":
+        (root / "notes.txt").write_text("a regular file, not a directory")
+        return root / "notes.txt" / "report.json"
+    if case == "not a regular file":  # a FIFO here, never a device: a regression would replace it
+        os.mkfifo(root / "report.fifo")
+        return root / "report.fifo"
+    return {
+        "missing directory": root / "missing" / "report.json",
+        "a directory": root,
+        "under /proc": Path("/proc/ledger-report.json"),
+        "under /sys": Path("/sys/ledger-report.json"),
+    }[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing directory", "directory {root}/missing does not exist"),
+        ("a directory", "output {root} is a directory"),
+        ("file as parent", "{root}/notes.txt is not a directory"),
+        ("under /proc", "cannot create a file in directory /proc"),
+        ("under /sys", "cannot create a file in directory /sys"),
+        ("not a regular file", "output {root}/report.fifo exists and is not a regular file"),
+    ],
+)
+def test_unwritable_output_exits_2_before_any_work(ledger_ws: Workspace, case: str, message: str) -> None:
+    ledger = populate(ledger_ws)
+    head = ledger.head()
+    out = _unwritable(ledger_ws.root, case)
+    before = _files(ledger_ws.root)
+    done = ledger_ws.cli("export", "--format", "json", "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message.format(root=ledger_ws.root) in lines[0], lines
+    assert ledger.head() == head
+    assert _files(ledger_ws.root) == before  # no report, no probe file, nothing else
+
+
+def _files(root: Path) -> list[Path]:
+    """Every path under ``root`` except the SQLite database and its WAL files (opening the ledger touches them)."""
+    return sorted(p for p in root.rglob("*") if not p.name.startswith("ledger.db"))
+
+
+def test_output_write_failure_is_bad_input_without_export_block(ledger_ws: Workspace) -> None:
+    """The directory takes files but the report does not fit (a file size limit, like a full disk): exit 2,
+    one line, no export block and no file, although the audit and the rendering had already run."""
+    import resource
+    import sys
+
+    ledger = populate(ledger_ws)
+    head = ledger.head()
+    out = ledger_ws.root / "report.html"
+    limit = 40 * 1024  # the 4-version HTML report is ~50 KiB; before the write the database is only read
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "export", "--format", "html", "--out", str(out)],
+        env=ledger_ws.env(),
+        cwd=ledger_ws.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot write {out}" in lines[0] and "not recorded" in lines[0], lines
+    assert ledger.head() == head
+    assert [p.name for p in ledger_ws.root.iterdir() if p.name.startswith(".report.html")] == []
+    assert not out.exists()
+    # the same export without the limit works: the path itself was fine
+    assert ledger_ws.cli("export", "--format", "html", "--out", str(out)).returncode == 0
+    assert len(out.read_bytes()) > limit and ledger.head().kind == "export"
 
 
 # --- as a person would look: a browser and a PDF viewer ------------------------------------------------
