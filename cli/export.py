@@ -22,7 +22,10 @@ def export(
     versions: Annotated[str | None, typer.Option(help="Version range A..B, e.g. v1.0..v1.5.")] = None,
     threshold: Annotated[
         list[str] | None,
-        typer.Option(help="metric=value (repeatable); bias/loss/error are maxima, others minima; or m>=v, m<=v."),
+        typer.Option(
+            help="metric=value (repeatable; overrides ledger.toml [export.thresholds] for that metric); "
+            "bias/loss/error are maxima, others minima; or m>=v, m<=v."
+        ),
     ] = None,
     audit_files: Annotated[str, typer.Option(help="File check of the audit run first: full, quick or none.")] = "quick",
     full_audit: Annotated[
@@ -31,14 +34,18 @@ def export(
 ) -> None:
     """Write a compliance report and record its SHA-256 in an export block."""
     from ledger.audit import FilesMode
+    from ledger.config import FILENAME, load_config
     from ledger.errors import InputError
     from ledger.export.registry import formatter
-    from ledger.export.report import Selection
-    from ledger.export.service import ExportRequest, export_to, parse_thresholds
+    from ledger.export.report import RetentionSettings, Selection
+    from ledger.export.service import ExportRequest, export_to, merge_thresholds
+    from ledger.fsutil import display_path
     from ledger.versions import slugify
 
     settings = settings_of(ctx)
     formatter(format)  # an unknown format fails before anything else
+    config = load_config(settings.models_dir)  # the same ledger.toml `ledger prune` reads
+    toml = settings.models_dir / FILENAME
     try:
         files = FilesMode(audit_files)
     except ValueError:
@@ -47,11 +54,12 @@ def export(
     request = ExportRequest(
         format=format,
         selection=selection,
-        thresholds=parse_thresholds(threshold or []),
+        thresholds=merge_thresholds(config.thresholds, threshold or [], source=display_path(toml)),
         files=files,
         file_name=out.name,
         state_dir=settings.state_dir,
         full_audit=full_audit,
+        retention=RetentionSettings(config, display_path(toml) if toml.is_file() else None),
     )
     exported = export_to(open_ledger(settings, signing=True), request, out)
     produced, block = exported.produced, exported.block

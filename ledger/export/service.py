@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ledger.audit import FilesMode
 from ledger.block import Block
+from ledger.errors import InputError
 from ledger.export.interface import RenderContext
 from ledger.export.registry import formatter
-from ledger.export.report import Context, Report, Selection, Threshold, build_report
+from ledger.export.report import Context, Report, RetentionSettings, Selection, Threshold, build_report
 from ledger.timeutil import now
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class ExportRequest:
     """Trusted checkpoint state: when it holds a state for this ledger, the chain audit resumes from it."""
     full_audit: bool = False
     """Re-verify every block from the genesis even when a trusted state exists."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    """The retention configuration (``ledger.toml``) the report states per model."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,7 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
         thresholds=request.thresholds,
         audit=audit,
         context=context,
+        retention=request.retention,
     )
 
 
@@ -105,7 +109,7 @@ def _has_trusted_state(ledger: Ledger, state_dir: Path | None) -> bool:
     if state_dir is None:
         return False
     from ledger import trust
-    from ledger.errors import CheckpointError, InputError, StorageError
+    from ledger.errors import CheckpointError, StorageError
 
     try:
         return trust.load(state_dir, ledger.ledger_id) is not None
@@ -172,8 +176,22 @@ def parse_thresholds(texts: Sequence[str]) -> tuple[Threshold, ...]:
     seen: set[str] = set()
     for t in out:
         if t.metric in seen:
-            from ledger.errors import InputError
-
             raise InputError(f"threshold for {t.metric} given twice")
         seen.add(t.metric)
     return out
+
+
+def merge_thresholds(configured: Mapping[str, str], flags: Sequence[str], *, source: str) -> tuple[Threshold, ...]:
+    """The export's thresholds: ``[export.thresholds]`` from ``source`` (a ledger.toml), each metric replaced by
+    a ``--threshold`` flag for it; the configured ones come first, in the file's order."""
+    given = parse_thresholds(flags)
+    overridden = {t.metric for t in given}
+    from_file = []
+    for text in configured.values():
+        try:
+            threshold = Threshold.parse(text, source=source)
+        except InputError as exc:
+            raise InputError(f"{source} [export.thresholds]: {exc}") from None
+        if threshold.metric not in overridden:
+            from_file.append(threshold)
+    return (*from_file, *given)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -241,7 +242,7 @@ def test_json_matches_its_schema(ledger_ws: Workspace) -> None:
     schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
     document = json.loads(out.read_bytes())
     jsonschema.Draft202012Validator(schema).validate(document)
-    assert document["schema"] == "ledger-export/v1"
+    assert document["schema"] == "ledger-export/v2"
     assert [v["version"] for v in document["versions"]] == ["1.1", "1.2", "1.3"]
     assert document["evaluation"]["breaches"] == [
         {"version": "oneseek-7b-zero-v1.2", "metric": "bias_score", "value": 0.22, "op": "<=", "threshold": 0.2}
@@ -279,6 +280,56 @@ def test_cli_export_and_verify(ledger_ws: Workspace) -> None:
     garbage = ledger_ws.root / "notes.txt"
     garbage.write_text("hello")
     assert ledger_ws.cli("verify-export", str(garbage)).returncode == 2
+
+
+def test_cli_thresholds_from_ledger_toml_flags_override(ledger_ws: Workspace) -> None:
+    """[export.thresholds] sets the pass lines, --threshold replaces one; breaches highlighted in HTML, marked in
+    JSON."""
+    import jsonschema
+
+    populate(ledger_ws)
+    (ledger_ws.models / "ledger.toml").write_text(
+        '[export.thresholds]\nvalidation_accuracy = 0.85\nbias_score = "<= 0.2"\nfairness_score = 0.9\n'
+    )
+    toml = str(ledger_ws.models / "ledger.toml")
+    html, doc = ledger_ws.root / "report.html", ledger_ws.root / "report.json"
+    for out in (html, doc):
+        ledger_ws.cli(
+            "export",
+            "--format",
+            out.suffix[1:],
+            "--out",
+            str(out),
+            "--threshold",
+            "validation_accuracy=0.82",
+            check=True,
+        )
+    document = json.loads(doc.read_bytes())
+    schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert document["evaluation"]["thresholds"] == [
+        {"metric": "bias_score", "op": "<=", "value": 0.2, "source": toml},
+        {"metric": "fairness_score", "op": ">=", "value": 0.9, "source": toml},
+        {"metric": "validation_accuracy", "op": ">=", "value": 0.82, "source": "--threshold"},
+    ]
+    # v1.0: accuracy 0.80 < 0.82; v1.1's 0.83 only breaches the file's 0.85, which the flag replaced;
+    # v1.2: fairness 0.88 < 0.9 and bias 0.22 > 0.2
+    marks = {v["version"]: v["breaches"] for v in document["versions"]}
+    assert marks == {"1.0": ["validation_accuracy"], "1.1": [], "1.2": ["bias_score", "fairness_score"], "1.3": []}
+    assert {(b["version"], b["metric"]) for b in document["evaluation"]["breaches"]} == {
+        ("oneseek-7b-zero-v1.0", "validation_accuracy"),
+        ("oneseek-7b-zero-v1.2", "fairness_score"),
+        ("oneseek-7b-zero-v1.2", "bias_score"),
+    }
+    page = html.read_text()
+    section = page[page.index('<section id="evaluation">') : page.index('<section id="lifecycle">')]
+    table = section[: section.index("<h3>Breaches</h3>")]  # the metrics table, before the list of breaches
+    rows = re.findall(r"<tr><td>oneseek-7b-zero-v1\.(\d)</td>(.*?)</tr>", table)
+    highlighted = {f"1.{n}": re.findall(r'<td class="breach">([0-9.]+) ✗</td>', cells) for n, cells in rows}
+    assert highlighted == {"1.0": ["0.8"], "1.1": [], "1.2": ["0.88", "0.22"], "1.3": []}
+    assert f"bias_score &lt;= 0.2 <span class='muted'>({toml})</span>" in section
+    assert "validation_accuracy &gt;= 0.82 <span class='muted'>(--threshold)</span>" in section
+    assert "3 breach(es)" in section
 
 
 @pytest.mark.parametrize(
