@@ -257,6 +257,167 @@ def test_json_matches_its_schema(ledger_ws: Workspace) -> None:
         jsonschema.Draft202012Validator(schema).validate(document)
 
 
+# --- a ledger built by the real lifecycle commands -----------------------------------------------------
+
+REAL_VERSIONS = ("1.0", "1.1", "1.2", "2.0")
+RETENTION_TOML = """
+[retention]                    # not the built-in 3 / 50
+keep_major = 2
+keep_micro = 5
+
+[retention.models."oneseek-7b-zero"]
+keep_major = 1
+keep_micro = 1
+"""
+
+
+def _real_lifecycle(ws: Workspace, remote: Path) -> Ledger:
+    """Versions appended by the library, then backup to file://, promote, prune, restore, promote, rollback and a
+    key rotation, each by its ``ledger`` command; ledger.toml sets a non-default and a per-model policy."""
+    ledger: Ledger = open_ledger(ws)
+    for version in REAL_VERSIONS:
+        ledger.append(ws.write_version(f"oneseek-7b-zero-v{version}"))
+    ledger.append(ws.write_version("other-model-v1.0"))
+    (ws.models / "ledger.toml").write_text(RETENTION_TOML)
+    url = remote.as_uri()
+    ws.cli("backup", "--to", url, check=True)
+    ws.cli("promote", "1.2", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("prune", check=True)  # keep 1 major / 1 micro of oneseek: 1.0 and 1.1 go; other-model keeps its one
+    ws.cli("restore", "oneseek-7b-zero-v1.0", check=True)
+    ws.cli("promote", "2.0", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("rollback", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("keys", "rotate", "--reason", "annual rotation", check=True)
+    return ledger  # used for reading from here on (its key is the one before the rotation)
+
+
+def _text(html: str, section: str) -> str:
+    """The visible text of one ``<section id=...>`` of a report page, whitespace folded (what a reader sees)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth = 0
+            self.parts: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "section" and ("id", section) in attrs:
+                self.depth = 1
+            elif self.depth and tag == "section":
+                self.depth += 1
+
+        def handle_endtag(self, tag: str) -> None:
+            if self.depth and tag == "section":
+                self.depth -= 1
+
+        def handle_data(self, data: str) -> None:
+            if self.depth:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_real_lifecycle_in_the_json_html_and_pdf_reports(ledger_ws: Workspace, tmp_path: Path) -> None:
+    import jsonschema
+    from pypdf import PdfReader
+
+    remote = tmp_path / "remote"
+    ledger = _real_lifecycle(ledger_ws, remote)
+    url = remote.as_uri()
+    toml = str(ledger_ws.models / "ledger.toml")
+    outs = {fmt: ledger_ws.root / f"report.{fmt}" for fmt in ("json", "html", "pdf")}
+    for out in outs.values():
+        ledger_ws.cli("export", "--format", out.suffix[1:], "--out", str(out), check=True)
+    document = json.loads(outs["json"].read_bytes())
+    schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
+
+    # lifecycle: exactly the blocks the commands appended, in chain order, each summarised from its payload
+    attested = document["integrity"]["head"]["height"]
+    chain = [b for b in ledger.blocks(0, attested + 1) if b.kind in ("alias", "backup", "prune", "restore", "key")]
+    assert [(e["height"], e["kind"]) for e in document["lifecycle"]] == [(b.height, b.kind) for b in chain]
+    oneseek = [f"oneseek-7b-zero-v{v}" for v in REAL_VERSIONS]
+    backed_up = [b.data()["version"] for b in chain if b.kind == "backup"]
+    assert sorted(backed_up) == sorted([*oneseek, "other-model-v1.0"])
+    summaries = [e["summary"] for e in document["lifecycle"]]
+    backup_files = {b.data()["version"]: len(b.data()["files"]) for b in chain if b.kind == "backup"}
+    new_key = next(b for b in chain if b.kind == "key").data()
+    from ledger.signing import key_id
+
+    expected = [
+        *(f"backed up {v} to {url} ({backup_files[v]} files, verified)" for v in backed_up),
+        "promoted oneseek-7b-zero alias 'current' to oneseek-7b-zero-v1.2",
+        *(
+            f"pruned {v}: {backup_files[v]} local files removed, copy at {url} (backup block "
+            f"{next(b.height for b in chain if b.kind == 'backup' and b.data()['version'] == v)}); "
+            "policy keep 1 major / 1 micro"
+            for v in oneseek[:2]
+        ),
+        f"restored oneseek-7b-zero-v1.0 from {url} ({backup_files[oneseek[0]]} files, backup block "
+        f"{next(b.height for b in chain if b.kind == 'backup' and b.data()['version'] == oneseek[0])})",
+        "promoted oneseek-7b-zero alias 'current' to oneseek-7b-zero-v2.0 (was oneseek-7b-zero-v1.2)",
+        "rolled back oneseek-7b-zero alias 'current' to oneseek-7b-zero-v1.2 (was oneseek-7b-zero-v2.0)",
+        f"signing key rotated to {key_id(bytes.fromhex(new_key['public_key']))} "
+        f"(previous {new_key['previous_key_id']}): annual rotation",
+    ]
+    assert summaries == expected
+    assert [k["reason"] for k in document["integrity"]["keys"]] == ["ledger created", "annual rotation"]
+
+    # retention: the configured policy per model (ledger.toml), the one the prunes recorded, where the backups are
+    retention = document["retention"]
+    assert retention["configured"] == [
+        {
+            "model": "oneseek-7b-zero",
+            "keep_major": 1,
+            "keep_micro": 1,
+            "source": f'{toml} [retention.models."oneseek-7b-zero"]',
+        },
+        {
+            "model": "other-model",
+            "keep_major": 2,
+            "keep_micro": 5,
+            "source": f"{toml} [retention] (built-in defaults for keys it does not set)",
+        },
+    ]
+    prunes = [b for b in chain if b.kind == "prune"]
+    assert [
+        (r["model"], r["policy"], r["prunes"], r["first_height"], r["last_height"]) for r in retention["recorded"]
+    ] == [("oneseek-7b-zero", {"keep_major": 1, "keep_micro": 1}, 2, prunes[0].height, prunes[1].height)]
+    assert [(loc["location"], loc["versions"], loc["all_verified"]) for loc in retention["locations"]] == [
+        (url, 5, True)
+    ]
+    states = {s["version"]: (s["state"], s["locations"]) for s in retention["versions"]}
+    assert states == {
+        oneseek[0]: ("restored", [url]),
+        oneseek[1]: ("pruned", [url]),
+        oneseek[2]: ("local", [url]),
+        oneseek[3]: ("local", [url]),
+        "other-model-v1.0": ("local", [url]),
+    }
+    assert not (ledger_ws.models / f"{oneseek[1]}.pth").exists() and (ledger_ws.models / f"{oneseek[0]}.pth").exists()
+
+    # the same facts as a reader sees them: the HTML page's text and the PDF's extracted text
+    page = outs["html"].read_text()
+    lifecycle, kept = _text(page, "lifecycle"), _text(page, "retention")
+    pdf = "".join(" ".join((p.extract_text() or "") for p in PdfReader(str(outs["pdf"])).pages).split())
+    for line in [*expected, "exported json report report.json"]:
+        assert line in lifecycle, line
+        assert "".join(line.split()) in pdf, line  # PDF table cells wrap: compare without whitespace
+    for fact in (
+        f'oneseek-7b-zero 1 1 {toml} [retention.models."oneseek-7b-zero"]',
+        f"other-model 2 5 {toml} [retention] (built-in defaults for keys it does not set)",
+        f"oneseek-7b-zero keep_major = 1, keep_micro = 1 2 {prunes[0].height} {prunes[1].height}",
+        f"{url} 5 ",
+        f"{oneseek[0]} restored {url}",
+        f"{oneseek[1]} pruned {url}",
+    ):
+        assert fact in kept, fact
+        assert "".join(fact.split()) in pdf, fact
+    assert verify_export(ledger, outs["pdf"].read_bytes()).ok
+
+
 # --- the CLI and bad input ------------------------------------------------------------------------
 
 
