@@ -629,6 +629,7 @@ def test_html_in_headless_chromium(sqlite_ws: Workspace, tmp_path: Path) -> None
     )
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
+    _assert_rendered(shot)
     dom = subprocess.run(
         [*chromium, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True, timeout=120
     ).stdout
@@ -651,6 +652,22 @@ def test_html_in_headless_chromium(sqlite_ws: Workspace, tmp_path: Path) -> None
         assert value in dom, value
     assert re.search(r'<td class="breach">0\.22 ✗</td>', dom)  # v1.2's bias breach highlighted
     assert re.search(r'<td class="breach">0\.8 ✗</td>', dom)  # v1.0's accuracy breach highlighted
+
+
+def _assert_rendered(shot: Path) -> None:
+    """The screenshot shows a page, not a blank or an error stub: ink on most rows, rows that differ, and the
+    breach highlight (the CSS --bad-bg colour) visible. A blank 1280x4000 page measures 0 on all three."""
+    import numpy
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        rgb = numpy.asarray(image.convert("RGB"))
+    dark = rgb.mean(axis=2) < 200
+    assert dark.mean() > 0.01, f"only {dark.mean():.2%} of the pixels are dark"
+    assert dark.any(axis=1).mean() > 0.5, "most pixel rows are empty"
+    assert len(numpy.unique(rgb.reshape(rgb.shape[0], -1), axis=0)) > 200, "the pixel rows hardly vary"
+    highlight = numpy.all(rgb == (0xFD, 0xE7, 0xEA), axis=2).sum()
+    assert highlight > 1000, f"the breach highlight covers {highlight} pixels"
 
 
 def test_pdf_rendered_and_read_back(sqlite_ws: Workspace, tmp_path: Path) -> None:
