@@ -436,34 +436,39 @@ def build_report(
 ) -> Report:
     """Build the report in one pass over the chain; an empty selection is an error (nothing to hand out)."""
     entries: list[VersionEntry] = []
-    all_configs: dict[str, tuple[Mapping[str, Any], tuple[str, ...]]] = {}
+    order: list[tuple[str, VersionId, str]] = []  # (model, version, name) of each entry, for the scope's ends
+    flat_configs: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # every version's, for the diffs
     sha_by_name: dict[str, str] = {}
     models_seen: set[str] = set()
     keys: list[KeyInfo] = []
     lifecycle: list[tuple[Block, dict[str, Any]]] = []
     wanted_model = selection.model
     for block in blocks:
-        payload = _payload(block)
-        if block.kind == "version":
-            entry = _version_entry(block, payload, sha_by_name)
-            if entry is None:
+        kind = block.kind
+        if kind == "version":
+            placed = _version_entry(block, _payload(block), sha_by_name)
+            if placed is None:
                 continue
+            entry, version = placed
             models_seen.add(entry.model)
-            all_configs[entry.name] = (entry.config, entry.base_models)
+            flat_configs[entry.name] = (flatten(entry.config), entry.base_models)
             if entry.sha256 is not None:
                 sha_by_name[entry.name] = entry.sha256
             if (
                 (wanted_model is None or entry.model == wanted_model)
                 and selection.takes_time(entry.timestamp)
-                and selection.takes_version(VersionId.parse(entry.version))
+                and selection.takes_version(version)
             ):
                 entries.append(entry)
-        elif block.kind in ("genesis", "key"):
-            info = _key_info(block, payload)
-            if info is not None:
-                keys.append(info)
-        if block.kind in LIFECYCLE_KINDS:
-            lifecycle.append((block, payload))
+                order.append((entry.model, version, entry.name))
+        elif kind in LIFECYCLE_KINDS or kind == "genesis":
+            payload = _payload(block)
+            if kind in ("genesis", "key"):
+                info = _key_info(block, payload)
+                if info is not None:
+                    keys.append(info)
+            if kind in LIFECYCLE_KINDS:
+                lifecycle.append((block, payload))
     if wanted_model is not None and wanted_model not in models_seen:
         known = ", ".join(sorted(models_seen)) or "none"
         raise SelectionError(f"model {wanted_model!r} has no versions in this ledger (models: {known})")
@@ -478,12 +483,11 @@ def build_report(
         for block, payload in lifecycle
         if (event := _event(block, payload)) is not None and _event_selected(event, selection, names, models)
     )
-    diffs = tuple(_diff(entry, all_configs) for entry in entries if entry.parent is not None)
-    ordered = sorted(entries, key=lambda e: (e.model, VersionId.parse(e.version)))
+    diffs = tuple(_diff(entry, flat_configs) for entry in entries if entry.parent is not None)
     return Report(
         generated=context.generated,
         tool=context.tool,
-        scope=Scope(models, selection, ordered[0].name, ordered[-1].name, len(entries)),
+        scope=Scope(models, selection, min(order)[2], max(order)[2], len(entries)),
         integrity=Integrity(
             ledger_id=context.ledger_id,
             origin=context.origin,
@@ -511,8 +515,8 @@ def build_report(
 
 def _payload(block: Block) -> dict[str, Any]:
     try:
-        data = json.loads(block.payload)
-    except ValueError:
+        data = json.loads(block.payload.decode())  # str: json.loads would first guess the bytes' encoding
+    except ValueError:  # UnicodeDecodeError included
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -529,8 +533,11 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[str, str]) -> VersionEntry | None:
-    """A register entry, or None for a payload too broken to place (the audit reports it)."""
+def _version_entry(
+    block: Block, payload: dict[str, Any], sha_by_name: Mapping[str, str]
+) -> tuple[VersionEntry, VersionId] | None:
+    """A register entry and its parsed version, or None for a payload too broken to place (the audit reports
+    it)."""
     try:
         name = VersionName.parse(str(payload.get("name")))
     except NamingError:
@@ -556,7 +563,7 @@ def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[s
         for k, v in _dict(meta.get("metrics")).items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
-    return VersionEntry(
+    entry = VersionEntry(
         model=name.slug,
         version=str(name.version),
         name=str(name),
@@ -585,6 +592,7 @@ def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[s
         config=_dict(meta.get("training_config")),
         metrics=metrics,
     )
+    return entry, name.version
 
 
 def _key_info(block: Block, payload: dict[str, Any]) -> KeyInfo | None:
@@ -625,17 +633,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _diff(entry: VersionEntry, configs: Mapping[str, tuple[Mapping[str, Any], tuple[str, ...]]]) -> ConfigDiff | None:
+def _diff(entry: VersionEntry, flat_configs: Mapping[str, tuple[dict[str, Any], tuple[str, ...]]]) -> ConfigDiff | None:
     assert entry.parent is not None
-    found = configs.get(entry.parent)
+    found = flat_configs.get(entry.parent)
     if found is None:
         return None
-    before = flatten(found[0])
-    after = flatten(entry.config)
+    before, after = found[0], flat_configs[entry.name][0]
     if found[1] != entry.base_models:
-        before["base_models"], after["base_models"] = list(found[1]), list(entry.base_models)
+        before = {**before, "base_models": list(found[1])}
+        after = {**after, "base_models": list(entry.base_models)}
     changes = []
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(before.keys() | after.keys()):
         if key not in after:
             changes.append(ConfigChange(key, "removed", before[key], None))
         elif key not in before:

@@ -6,9 +6,11 @@ SHA-256 of the final file, which is why a file never contains its own hash and t
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,11 +119,26 @@ def _has_trusted_state(ledger: Ledger, state_dir: Path | None) -> bool:
         return False
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: building a report creates about a million small objects that all
+    stay alive until it is rendered, and each automatic collection would re-scan them (~12% of an export's
+    time at 10,000 versions) to free nothing. Reference counting still frees everything as usual."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def produce(ledger: Ledger, request: ExportRequest) -> Produced:
     """Build and render an export (nothing is written or appended yet)."""
     chosen = formatter(request.format)
-    report = build(ledger, request)
-    data = chosen.render(report, RenderContext(key=ledger.key))
+    with _collector_paused():
+        report = build(ledger, request)
+        data = chosen.render(report, RenderContext(key=ledger.key))
     selection = {
         **request.selection.to_json(),
         "thresholds": [str(t) for t in request.thresholds],
