@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ledger.audit import FilesMode
 from ledger.block import Block
-from ledger.errors import InputError
+from ledger.errors import InputError, LedgerError
 from ledger.export.interface import RenderContext
 from ledger.export.registry import formatter
 from ledger.export.report import Context, Report, RetentionSettings, Selection, Threshold, build_report
@@ -173,7 +173,6 @@ class Exported:
 def export_to(ledger: Ledger, request: ExportRequest, out: Path) -> Exported:
     """Export to the file ``out``: refuse an unwritable path before any work, then produce, write and record;
     the file is removed again when the block cannot be appended (the ledger must vouch for every file)."""
-    from ledger.errors import LedgerError
     from ledger.export.output import check_output, write_output
 
     check_output(out)
