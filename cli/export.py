@@ -1,8 +1,7 @@
-"""CLI commands ``ledger export`` and ``ledger verify-export``: parse options, call the library, write the file."""
+"""CLI commands ``ledger export`` and ``ledger verify-export``: parse options, call the library, render the result."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,23 +9,6 @@ import typer
 
 from cli.errors import EXIT_FINDINGS
 from cli.main import app, emit, open_ledger, settings_of
-
-
-def _check_output(out: Path) -> None:
-    """Refuse an output path that cannot be written before any work is done (exit 2, nothing appended)."""
-    from ledger.errors import FileInputError
-    from ledger.fsutil import display_path
-
-    shown = display_path(out)
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        raise FileInputError(f"--out {shown} is a directory; give a file name")
-    if not parent.is_dir():
-        raise FileInputError(f"--out {shown}: directory {display_path(parent)} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise FileInputError(f"--out {shown}: directory {display_path(parent)} is not writable")
-    if out.exists() and not os.access(out, os.W_OK):
-        raise FileInputError(f"--out {shown} exists and is not writable")
 
 
 @app.command()
@@ -40,7 +22,10 @@ def export(
     versions: Annotated[str | None, typer.Option(help="Version range A..B, e.g. v1.0..v1.5.")] = None,
     threshold: Annotated[
         list[str] | None,
-        typer.Option(help="metric=value (repeatable); bias/loss/error are maxima, others minima; or m>=v, m<=v."),
+        typer.Option(
+            help="metric=value (repeatable; overrides ledger.toml [export.thresholds] for that metric); "
+            "bias/loss/error are maxima, others minima; or m>=v, m<=v."
+        ),
     ] = None,
     audit_files: Annotated[str, typer.Option(help="File check of the audit run first: full, quick or none.")] = "quick",
     full_audit: Annotated[
@@ -49,15 +34,18 @@ def export(
 ) -> None:
     """Write a compliance report and record its SHA-256 in an export block."""
     from ledger.audit import FilesMode
-    from ledger.errors import InputError, LedgerError
+    from ledger.config import FILENAME, load_config
+    from ledger.errors import InputError
     from ledger.export.registry import formatter
-    from ledger.export.report import Selection
-    from ledger.export.service import ExportRequest, parse_thresholds, produce, record
-    from ledger.fsutil import write_atomic
+    from ledger.export.report import RetentionSettings, Selection
+    from ledger.export.service import ExportRequest, export_to, merge_thresholds
+    from ledger.fsutil import display_path
     from ledger.versions import slugify
 
     settings = settings_of(ctx)
     formatter(format)  # an unknown format fails before anything else
+    config = load_config(settings.models_dir)  # the same ledger.toml `ledger prune` reads
+    toml = settings.models_dir / FILENAME
     try:
         files = FilesMode(audit_files)
     except ValueError:
@@ -66,21 +54,15 @@ def export(
     request = ExportRequest(
         format=format,
         selection=selection,
-        thresholds=parse_thresholds(threshold or []),
+        thresholds=merge_thresholds(config.thresholds, threshold or [], source=display_path(toml)),
         files=files,
         file_name=out.name,
         state_dir=settings.state_dir,
         full_audit=full_audit,
+        retention=RetentionSettings(config, display_path(toml) if toml.is_file() else None),
     )
-    _check_output(out)
-    ledger = open_ledger(settings, signing=True)
-    produced = produce(ledger, request)
-    write_atomic(out, produced.data, mode=0o644)
-    try:
-        block = record(ledger, produced, out.name)
-    except LedgerError:
-        out.unlink(missing_ok=True)  # never leave a file behind that the ledger does not vouch for
-        raise
+    exported = export_to(open_ledger(settings, signing=True), request, out)
+    produced, block = exported.produced, exported.block
     report = produced.report
     emit(
         settings,

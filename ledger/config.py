@@ -1,4 +1,5 @@
-"""The lifecycle configuration file, ``ledger.toml`` in the models directory: backup target and retention.
+"""The lifecycle configuration file, ``ledger.toml`` in the models directory: backup target, retention and the
+export's thresholds.
 
 Example::
 
@@ -14,6 +15,10 @@ Example::
 
     [retention.models."oneseek-7b-zero"]
     keep_micro = 100
+
+    [export.thresholds]    # pass lines of the report's evaluation; --threshold overrides one metric
+    validation_accuracy = 0.85   # a number: a minimum, a maximum for bias/loss/error/perplexity metrics
+    bias_score = "<= 0.2"        # or the direction spelled out
 
 Unknown keys are refused (a typo must not silently fall back to a default). Credentials do not belong
 here: the file only names where they are.
@@ -62,6 +67,8 @@ class LifecycleConfig:
     backup: dict[str, str] = field(default_factory=dict)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     per_model: dict[str, RetentionPolicy] = field(default_factory=dict)
+    thresholds: dict[str, str] = field(default_factory=dict)
+    """``[export.thresholds]`` as threshold texts (``metric=0.85``, ``metric<=0.2``) that the export parses."""
 
     def policy_for(self, model: str) -> RetentionPolicy:
         """The retention policy of one model: its own section, else the file's default."""
@@ -86,7 +93,7 @@ def parse_config(text: str, *, source: str = FILENAME) -> LifecycleConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{source}: {exc}") from None
-    unknown = set(data) - {"backup", "retention"}
+    unknown = set(data) - {"backup", "retention", "export"}
     if unknown:
         raise InputError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}")
     backup = _table(data.get("backup", {}), f"{source} [backup]")
@@ -101,7 +108,26 @@ def parse_config(text: str, *, source: str = FILENAME) -> LifecycleConfig:
         slug: _policy(_table(section, f"{source} [retention.models.{slug}]"), default, f"{source} [{slug}]")
         for slug, section in models.items()
     }
-    return LifecycleConfig(backup=dict(backup), retention=default, per_model=per_model)
+    thresholds = _thresholds(_table(data.get("export", {}), f"{source} [export]"), source)
+    return LifecycleConfig(backup=dict(backup), retention=default, per_model=per_model, thresholds=thresholds)
+
+
+def _thresholds(export: dict[str, Any], source: str) -> dict[str, str]:
+    """``[export.thresholds]``: metric = number (direction from the name) or metric = "<= number"/">= number"."""
+    _only(export, frozenset({"thresholds"}), f"{source} [export]")
+    table = _table(export.get("thresholds", {}), f"{source} [export.thresholds]")
+    out = {}
+    for metric, value in table.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[metric] = f"{metric}={value!r}"
+        elif isinstance(value, str) and value.lstrip()[:2] in (">=", "<="):
+            out[metric] = f"{metric}{value.strip()}"
+        else:
+            raise InputError(
+                f'{source} [export.thresholds] {metric}: give a number or a string "<= number" / ">= number", '
+                f"not {value!r}"
+            )
+    return out
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -374,5 +374,14 @@ def differs_from_committed(on_disk: dict[str, Any], committed: dict[str, Any]) -
     The block reference fields are ignored: the ledger writes them after committing.
     """
     out: list[str] = []
-    _diff(committed_form(on_disk), committed_form(committed), (), out)
+    _diff(_without_block_reference(on_disk), _without_block_reference(committed), (), out)
     return out
+
+
+def _without_block_reference(meta: dict[str, Any]) -> dict[str, Any]:
+    """``committed_form`` for reading only: shares everything but the provenance object (no deep copy; the
+    audit compares thousands of metadata files)."""
+    provenance = meta.get("provenance")
+    if not isinstance(provenance, dict) or provenance.keys().isdisjoint(_BLOCK_REFERENCE_KEYS):
+        return meta
+    return {**meta, "provenance": {k: v for k, v in provenance.items() if k not in _BLOCK_REFERENCE_KEYS}}

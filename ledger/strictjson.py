@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import stat
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +19,10 @@ MAX_DEPTH = 64
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _NON_FINITE = ("NaN", "Infinity", "-Infinity")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Strictly decoded UTF-8 holds no surrogate, so after parsing one can only come from a \uD800-\uDFFF escape;
+# text without such an escape (an over-match such as an escaped backslash only costs the full walk) needs none.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -53,7 +58,13 @@ def _parse_float(token: str) -> float:
 
 
 def _has_lone_surrogate(text: str) -> bool:
-    return any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _needs_tree_check(text: str) -> bool:
+    """Whether the parsed tree of ``text`` can break a rule ``_check_tree`` enforces: deeper than MAX_DEPTH
+    needs that many brackets, a lone surrogate needs a surrogate escape (the audit reads thousands of files)."""
+    return text.count("{") + text.count("[") > MAX_DEPTH or _SURROGATE_ESCAPE.search(text) is not None
 
 
 def _check_tree(root: Any) -> None:
@@ -111,7 +122,8 @@ def load_object(data: bytes, *, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -
             parse_constant=_parse_constant,
             parse_float=_parse_float,
         )
-        _check_tree(value)
+        if _needs_tree_check(text):
+            _check_tree(value)
     except JSONInputError as exc:  # raised by the hooks above without the document's name
         _refuse(what, str(exc))
     except json.JSONDecodeError as exc:

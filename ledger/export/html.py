@@ -7,8 +7,9 @@ The integrity section is also embedded as JSON in ``<script type="application/js
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from html import escape
+from operator import attrgetter
 from typing import Any
 
 from ledger.export.interface import RenderContext
@@ -94,6 +95,12 @@ def _table(head: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") ->
     )
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def _rows(records: Iterable[Any], *fields: str) -> Iterator[list[str]]:
+    """Table rows of plain values: the named attributes of each record, escaped (at least two fields)."""
+    get = attrgetter(*fields)
+    return ([_t(value) for value in get(record)] for record in records)
 
 
 def _kv(rows: Iterable[tuple[str, str]]) -> str:
@@ -275,7 +282,7 @@ def _config(report: Report) -> str:
 def _evaluation(report: Report, *, charts: bool) -> str:
     ev = report.evaluation
     if ev.thresholds:
-        lines = ", ".join(escape(str(t)) for t in ev.thresholds)
+        lines = ", ".join(f"{escape(str(t))} <span class='muted'>({escape(t.source)})</span>" for t in ev.thresholds)
         verdict = (
             f'<span class="badge bad">{len(ev.breaches)} breach(es)</span>'
             if ev.breaches
@@ -283,7 +290,10 @@ def _evaluation(report: Report, *, charts: bool) -> str:
         )
         intro = f"<p>Thresholds: {lines}. {verdict}</p>"
     else:
-        intro = "<p class='muted'>No thresholds configured (give --threshold metric=value).</p>"
+        intro = (
+            "<p class='muted'>No thresholds configured (set them in ledger.toml under [export.thresholds], "
+            "or give --threshold metric=value).</p>"
+        )
     figures = []
     if charts:
         from ledger.export.charts import metric_svg
@@ -323,25 +333,42 @@ def _lifecycle(report: Report) -> str:
 
 def _retention(report: Report) -> str:
     r = report.retention
-    policy = ", ".join(f"{escape(str(k))} = {_t(v)}" for k, v in sorted(r.policy.items()))
-    out = _kv([("Local retention policy", policy), ("Policy source", _t(r.policy_source))])
-    out += "<ul>" + "".join(f"<li>{escape(s)}</li>" for s in r.statements) + "</ul>"
-    out += "<h3>Backups</h3>"
-    if r.backups:
+    out = "<h3>Local retention policy configured (what <code>ledger prune</code> applies)</h3>"
+    out += _table(
+        ("Model", "Keep major versions", "Keep micro versions", "Set by"),
+        _rows(r.configured, "model", "keep_major", "keep_micro", "source"),
+    )
+    out += "<h3>Policies recorded by prune blocks</h3>"
+    if r.recorded:
         out += _table(
-            ("Version", "Location", "Block", "Time (UTC)", "Files", "Bytes", "Verified"),
+            ("Model", "Policy", "Prunes", "First prune block", "Last prune block", "Last prune (UTC)"),
             (
                 [
-                    _t(b.version),
-                    _t(b.location),
-                    str(b.height),
-                    _t(b.timestamp),
-                    str(b.files),
-                    str(b.size),
-                    _t(b.verified),
+                    _t(p.model),
+                    ", ".join(f"{escape(str(k))} = {_t(v)}" for k, v in sorted(p.policy.items())),
+                    str(p.prunes),
+                    str(p.first_height),
+                    str(p.last_height),
+                    _t(p.last_timestamp),
                 ]
-                for b in r.backups
+                for p in r.recorded
             ),
+        )
+    else:
+        out += "<p>No prune recorded for the models in scope: no local file has been removed.</p>"
+    out += "<ul>" + "".join(f"<li>{escape(s)}</li>" for s in r.statements) + "</ul>"
+    out += "<h3>Where the backups are</h3>"
+    if r.locations:
+        out += _table(
+            ("Location", "Versions", "Files", "Bytes", "Last backup block", "Last backup (UTC)", "All verified"),
+            _rows(
+                r.locations, "location", "versions", "files", "size", "last_height", "last_timestamp", "all_verified"
+            ),
+        )
+        out += "<h3>Backups</h3>"
+        out += _table(
+            ("Version", "Location", "Block", "Time (UTC)", "Files", "Bytes", "Verified"),
+            _rows(r.backups, "version", "location", "height", "timestamp", "files", "size", "verified"),
         )
     else:
         out += "<p>No backup recorded for the versions in scope.</p>"

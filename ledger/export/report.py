@@ -11,21 +11,20 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.audit import AuditReport
 from ledger.block import Block
+from ledger.config import FILENAME, LifecycleConfig
 from ledger.errors import InputError, NamingError, SelectionError
 from ledger.timeutil import parse_user_time
 from ledger.versions import VersionId, VersionName
 
-SCHEMA = "ledger-export/v1"
+SCHEMA = "ledger-export/v2"
 INTEGRITY_SCHEMA = "ledger-export-integrity/v1"
 STANDARD_METRICS = ("validation_accuracy", "fairness_score", "bias_score")
 LIFECYCLE_KINDS = ("alias", "backup", "prune", "restore", "key", "export", "checkpoint")
-#: The seed README's storage recommendation, shown when the chain records no prune policy yet.
-SEED_POLICY = {"keep_major": 3, "keep_micro": 50}
 _LOWER_IS_BETTER = re.compile(r"bias|loss|error|perplexity", re.IGNORECASE)
 _THRESHOLD_RE = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(>=|<=|=)\s*(\S+)\s*$")
 
@@ -40,9 +39,11 @@ class Threshold:
     metric: str
     op: str
     value: float
+    source: str = "--threshold"
+    """Where the line was set: ``--threshold`` or the ``ledger.toml`` it was read from."""
 
     @classmethod
-    def parse(cls, text: str) -> Threshold:
+    def parse(cls, text: str, *, source: str = "--threshold") -> Threshold:
         """Parse ``metric=value`` (direction from the metric's name) or an explicit ``metric>=v`` / ``metric<=v``."""
         match = _THRESHOLD_RE.match(text)
         if match is None:
@@ -56,7 +57,7 @@ class Threshold:
             raise InputError(f"threshold {text!r}: the value must be finite")
         if op == "=":
             op = "<=" if _LOWER_IS_BETTER.search(metric) else ">="
-        return cls(metric, op, value)
+        return cls(metric, op, value, source)
 
     def breached(self, value: float) -> bool:
         """True when ``value`` is on the wrong side of the line."""
@@ -301,11 +302,67 @@ class VersionRetention:
 
 
 @dataclass(frozen=True, slots=True)
-class Retention:
-    """The retention policy in force and where the backups are."""
+class RetentionSettings:
+    """The retention configuration ``ledger prune`` applies (``ledger.toml``), read by the caller and passed in:
+    building the report reads no file. ``file`` is the file's name as shown, None when there is none."""
 
+    config: LifecycleConfig = field(default_factory=LifecycleConfig)
+    file: str | None = None
+
+    def policy(self, model: str) -> ConfiguredPolicy:
+        """The policy a prune of ``model`` would apply now, and which section of which file sets it."""
+        found = self.config.policy_for(model)
+        if self.file is None:
+            source = f"built-in default (no {FILENAME} was read)"
+        elif model in self.config.per_model:
+            source = f'{self.file} [retention.models."{model}"]'
+        else:
+            source = f"{self.file} [retention] (built-in defaults for keys it does not set)"
+        return ConfiguredPolicy(model, found.keep_major, found.keep_micro, source)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredPolicy:
+    """How many of a model's newest major and micro versions the configuration keeps on local disk."""
+
+    model: str
+    keep_major: int
+    keep_micro: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedPolicy:
+    """A policy as prune blocks recorded it when they removed a model's files (one entry per distinct policy)."""
+
+    model: str
     policy: Mapping[str, Any]
-    policy_source: str
+    prunes: int
+    first_height: int
+    last_height: int
+    last_timestamp: str
+
+
+@dataclass(frozen=True, slots=True)
+class BackupLocation:
+    """One place holding backups of versions in scope, summed over its backup blocks."""
+
+    location: str
+    versions: int
+    files: int
+    size: int
+    last_height: int
+    last_timestamp: str
+    all_verified: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """The retention policy configured and recorded per model, and where the backups are."""
+
+    configured: tuple[ConfiguredPolicy, ...]
+    recorded: tuple[RecordedPolicy, ...]
+    locations: tuple[BackupLocation, ...]
     backups: tuple[BackupRecord, ...]
     states: tuple[VersionRetention, ...]
     statements: tuple[str, ...]
@@ -375,37 +432,43 @@ def build_report(
     thresholds: Sequence[Threshold],
     audit: AuditReport,
     context: Context,
+    retention: RetentionSettings | None = None,
 ) -> Report:
     """Build the report in one pass over the chain; an empty selection is an error (nothing to hand out)."""
     entries: list[VersionEntry] = []
-    all_configs: dict[str, tuple[Mapping[str, Any], tuple[str, ...]]] = {}
+    order: list[tuple[str, VersionId, str]] = []  # (model, version, name) of each entry, for the scope's ends
+    flat_configs: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # every version's, for the diffs
     sha_by_name: dict[str, str] = {}
     models_seen: set[str] = set()
     keys: list[KeyInfo] = []
     lifecycle: list[tuple[Block, dict[str, Any]]] = []
     wanted_model = selection.model
     for block in blocks:
-        payload = _payload(block)
-        if block.kind == "version":
-            entry = _version_entry(block, payload, sha_by_name)
-            if entry is None:
+        kind = block.kind
+        if kind == "version":
+            placed = _version_entry(block, _payload(block), sha_by_name)
+            if placed is None:
                 continue
+            entry, version = placed
             models_seen.add(entry.model)
-            all_configs[entry.name] = (entry.config, entry.base_models)
+            flat_configs[entry.name] = (flatten(entry.config), entry.base_models)
             if entry.sha256 is not None:
                 sha_by_name[entry.name] = entry.sha256
             if (
                 (wanted_model is None or entry.model == wanted_model)
                 and selection.takes_time(entry.timestamp)
-                and selection.takes_version(VersionId.parse(entry.version))
+                and selection.takes_version(version)
             ):
                 entries.append(entry)
-        elif block.kind in ("genesis", "key"):
-            info = _key_info(block, payload)
-            if info is not None:
-                keys.append(info)
-        if block.kind in LIFECYCLE_KINDS:
-            lifecycle.append((block, payload))
+                order.append((entry.model, version, entry.name))
+        elif kind in LIFECYCLE_KINDS or kind == "genesis":
+            payload = _payload(block)
+            if kind in ("genesis", "key"):
+                info = _key_info(block, payload)
+                if info is not None:
+                    keys.append(info)
+            if kind in LIFECYCLE_KINDS:
+                lifecycle.append((block, payload))
     if wanted_model is not None and wanted_model not in models_seen:
         known = ", ".join(sorted(models_seen)) or "none"
         raise SelectionError(f"model {wanted_model!r} has no versions in this ledger (models: {known})")
@@ -420,12 +483,11 @@ def build_report(
         for block, payload in lifecycle
         if (event := _event(block, payload)) is not None and _event_selected(event, selection, names, models)
     )
-    diffs = tuple(_diff(entry, all_configs) for entry in entries if entry.parent is not None)
-    ordered = sorted(entries, key=lambda e: (e.model, VersionId.parse(e.version)))
+    diffs = tuple(_diff(entry, flat_configs) for entry in entries if entry.parent is not None)
     return Report(
         generated=context.generated,
         tool=context.tool,
-        scope=Scope(models, selection, ordered[0].name, ordered[-1].name, len(entries)),
+        scope=Scope(models, selection, min(order)[2], max(order)[2], len(entries)),
         integrity=Integrity(
             ledger_id=context.ledger_id,
             origin=context.origin,
@@ -442,7 +504,7 @@ def build_report(
         diffs=tuple(d for d in diffs if d is not None),
         evaluation=_evaluation(entries, thresholds),
         events=events,
-        retention=_retention(lifecycle, entries),
+        retention=_retention(lifecycle, entries, models, retention or RetentionSettings()),
         findings=tuple(
             FindingEntry(f.height, f.version, str(f.kind), "warning" if f.is_warning else "error", f.path, f.message)
             for f in audit.findings
@@ -453,8 +515,8 @@ def build_report(
 
 def _payload(block: Block) -> dict[str, Any]:
     try:
-        data = json.loads(block.payload)
-    except ValueError:
+        data = json.loads(block.payload.decode())  # str: json.loads would first guess the bytes' encoding
+    except ValueError:  # UnicodeDecodeError included
         return {}
     return data if isinstance(data, dict) else {}
 
@@ -471,8 +533,11 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[str, str]) -> VersionEntry | None:
-    """A register entry, or None for a payload too broken to place (the audit reports it)."""
+def _version_entry(
+    block: Block, payload: dict[str, Any], sha_by_name: Mapping[str, str]
+) -> tuple[VersionEntry, VersionId] | None:
+    """A register entry and its parsed version, or None for a payload too broken to place (the audit reports
+    it)."""
     try:
         name = VersionName.parse(str(payload.get("name")))
     except NamingError:
@@ -498,7 +563,7 @@ def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[s
         for k, v in _dict(meta.get("metrics")).items()
         if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
     }
-    return VersionEntry(
+    entry = VersionEntry(
         model=name.slug,
         version=str(name.version),
         name=str(name),
@@ -527,6 +592,7 @@ def _version_entry(block: Block, payload: dict[str, Any], sha_by_name: Mapping[s
         config=_dict(meta.get("training_config")),
         metrics=metrics,
     )
+    return entry, name.version
 
 
 def _key_info(block: Block, payload: dict[str, Any]) -> KeyInfo | None:
@@ -567,17 +633,17 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _diff(entry: VersionEntry, configs: Mapping[str, tuple[Mapping[str, Any], tuple[str, ...]]]) -> ConfigDiff | None:
+def _diff(entry: VersionEntry, flat_configs: Mapping[str, tuple[dict[str, Any], tuple[str, ...]]]) -> ConfigDiff | None:
     assert entry.parent is not None
-    found = configs.get(entry.parent)
+    found = flat_configs.get(entry.parent)
     if found is None:
         return None
-    before = flatten(found[0])
-    after = flatten(entry.config)
+    before, after = found[0], flat_configs[entry.name][0]
     if found[1] != entry.base_models:
-        before["base_models"], after["base_models"] = list(found[1]), list(entry.base_models)
+        before = {**before, "base_models": list(found[1])}
+        after = {**after, "base_models": list(entry.base_models)}
     changes = []
-    for key in sorted(set(before) | set(after)):
+    for key in sorted(before.keys() | after.keys()):
         if key not in after:
             changes.append(ConfigChange(key, "removed", before[key], None))
         elif key not in before:
@@ -689,11 +755,15 @@ def _event_selected(event: Event, selection: Selection, names: set[str], models:
     return True
 
 
-def _retention(lifecycle: Sequence[tuple[Block, dict[str, Any]]], entries: Sequence[VersionEntry]) -> Retention:
+def _retention(
+    lifecycle: Sequence[tuple[Block, dict[str, Any]]],
+    entries: Sequence[VersionEntry],
+    models: Sequence[str],
+    settings: RetentionSettings,
+) -> Retention:
     names = {e.name for e in entries}
     backups: list[BackupRecord] = []
-    policy: Mapping[str, Any] = {}
-    source = "not recorded yet: the models README recommends keeping the last 3 major and 50 micro versions locally"
+    recorded: dict[tuple[str, str], RecordedPolicy] = {}
     state: dict[str, str] = {}
     for block, p in lifecycle:
         version = _str(p.get("version"))
@@ -713,15 +783,13 @@ def _retention(lifecycle: Sequence[tuple[Block, dict[str, Any]]], entries: Seque
                 )
             )
         elif block.kind == "prune":
-            if isinstance(p.get("policy"), dict):
-                policy = p["policy"]
-                source = f"recorded by the prune at block {block.height} ({block.timestamp})"
+            model = _model_of(version)
+            if isinstance(p.get("policy"), dict) and model is not None and model in models:
+                _record_policy(recorded, model, p["policy"], block)
             if version is not None:
                 state[version] = "pruned"
         elif block.kind == "restore" and version is not None:
             state[version] = "restored"
-    if not policy:
-        policy = dict(SEED_POLICY)
     where: dict[str, list[str]] = {}
     for b in backups:
         if b.location not in where.setdefault(b.version, []):
@@ -734,13 +802,63 @@ def _retention(lifecycle: Sequence[tuple[Block, dict[str, Any]]], entries: Seque
         )
         for e in entries
     )
+    configured = tuple(settings.policy(model) for model in models)
     statements = (
         "The ledger is append-only: blocks are never updated or deleted, so every event above stays provable.",
         "EU AI Act Art. 18: keep the technical documentation (this report and the ledger) for 10 years after "
         "the system is placed on the market.",
         "EU AI Act Art. 19: keep the automatically generated logs (the ledger's blocks) for at least 6 months.",
+        *_policy_changes(configured, recorded.values()),
     )
-    return Retention(policy, source, tuple(backups), states, statements)
+    return Retention(configured, tuple(recorded.values()), _locations(backups), tuple(backups), states, statements)
+
+
+def _record_policy(
+    recorded: dict[tuple[str, str], RecordedPolicy], model: str, policy: dict[str, Any], block: Block
+) -> None:
+    """Count a prune block under its (model, policy); the first prune applying a policy gives its position."""
+    key = (model, json.dumps(policy, sort_keys=True))
+    seen = recorded.get(key)
+    first = block.height if seen is None else seen.first_height
+    prunes = 1 if seen is None else seen.prunes + 1
+    recorded[key] = RecordedPolicy(model, policy, prunes, first, block.height, block.timestamp)
+
+
+def _policy_changes(configured: Iterable[ConfiguredPolicy], recorded: Iterable[RecordedPolicy]) -> list[str]:
+    """A statement per model whose configured policy is not the one its latest prune applied."""
+    latest: dict[str, RecordedPolicy] = {}
+    for r in recorded:
+        if r.model not in latest or r.last_height > latest[r.model].last_height:
+            latest[r.model] = r
+    out = []
+    for c in configured:
+        last = latest.get(c.model)
+        if last is not None and dict(last.policy) != {"keep_major": c.keep_major, "keep_micro": c.keep_micro}:
+            out.append(
+                f"{c.model}: the latest prune (block {last.last_height}) applied keep "
+                f"{last.policy.get('keep_major', '?')} major / {last.policy.get('keep_micro', '?')} micro; the "
+                f"configuration now says keep {c.keep_major} major / {c.keep_micro} micro ({c.source})."
+            )
+    return out
+
+
+def _locations(backups: Sequence[BackupRecord]) -> tuple[BackupLocation, ...]:
+    """Backups summed per location, in the order the locations were first used."""
+    grouped: dict[str, list[BackupRecord]] = {}
+    for b in backups:
+        grouped.setdefault(b.location, []).append(b)
+    return tuple(
+        BackupLocation(
+            location,
+            len({b.version for b in group}),
+            sum(b.files for b in group),
+            sum(b.size for b in group),
+            group[-1].height,
+            group[-1].timestamp,
+            all(b.verified for b in group),
+        )
+        for location, group in grouped.items()
+    )
 
 
 # --- JSON -----------------------------------------------------------------------------------------
@@ -791,7 +909,7 @@ def integrity_json(report: Report) -> dict[str, Any]:
     }
 
 
-def _version_json(v: VersionEntry) -> dict[str, Any]:
+def _version_json(v: VersionEntry, breaches: Sequence[str]) -> dict[str, Any]:
     return {
         "model": v.model,
         "version": v.version,
@@ -816,6 +934,7 @@ def _version_json(v: VersionEntry) -> dict[str, Any]:
         "base_models": list(v.base_models),
         "training_config": dict(v.config),
         "metrics": dict(v.metrics),
+        "breaches": list(breaches),
     }
 
 
@@ -823,6 +942,9 @@ def report_json(report: Report) -> dict[str, Any]:
     """The report as the documented JSON document (``ledger/schemas/export-report.schema.json``)."""
     ev = report.evaluation
     r = report.retention
+    breached: dict[str, list[str]] = {}
+    for b in ev.breaches:
+        breached.setdefault(b.version, []).append(b.metric)
     return {
         "schema": report.schema,
         "generated": report.generated,
@@ -837,7 +959,7 @@ def report_json(report: Report) -> dict[str, Any]:
             "selection": report.scope.selection.to_json(),
         },
         "integrity": integrity_json(report),
-        "versions": [_version_json(v) for v in report.versions],
+        "versions": [_version_json(v, breached.get(v.name, ())) for v in report.versions],
         "config_changes": [
             {
                 "model": d.model,
@@ -851,7 +973,9 @@ def report_json(report: Report) -> dict[str, Any]:
         ],
         "evaluation": {
             "metrics": list(ev.metrics),
-            "thresholds": [{"metric": t.metric, "op": t.op, "value": t.value} for t in ev.thresholds],
+            "thresholds": [
+                {"metric": t.metric, "op": t.op, "value": t.value, "source": t.source} for t in ev.thresholds
+            ],
             "breaches": [
                 {
                     "version": b.version,
@@ -876,8 +1000,33 @@ def report_json(report: Report) -> dict[str, Any]:
             for e in report.events
         ],
         "retention": {
-            "policy": dict(r.policy),
-            "policy_source": r.policy_source,
+            "configured": [
+                {"model": c.model, "keep_major": c.keep_major, "keep_micro": c.keep_micro, "source": c.source}
+                for c in r.configured
+            ],
+            "recorded": [
+                {
+                    "model": p.model,
+                    "policy": dict(p.policy),
+                    "prunes": p.prunes,
+                    "first_height": p.first_height,
+                    "last_height": p.last_height,
+                    "last_timestamp": p.last_timestamp,
+                }
+                for p in r.recorded
+            ],
+            "locations": [
+                {
+                    "location": loc.location,
+                    "versions": loc.versions,
+                    "files": loc.files,
+                    "size": loc.size,
+                    "last_height": loc.last_height,
+                    "last_timestamp": loc.last_timestamp,
+                    "all_verified": loc.all_verified,
+                }
+                for loc in r.locations
+            ],
             "backups": [
                 {
                     "version": b.version,

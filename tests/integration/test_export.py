@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -240,7 +242,7 @@ def test_json_matches_its_schema(ledger_ws: Workspace) -> None:
     schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
     document = json.loads(out.read_bytes())
     jsonschema.Draft202012Validator(schema).validate(document)
-    assert document["schema"] == "ledger-export/v1"
+    assert document["schema"] == "ledger-export/v2"
     assert [v["version"] for v in document["versions"]] == ["1.1", "1.2", "1.3"]
     assert document["evaluation"]["breaches"] == [
         {"version": "oneseek-7b-zero-v1.2", "metric": "bias_score", "value": 0.22, "op": "<=", "threshold": 0.2}
@@ -253,6 +255,167 @@ def test_json_matches_its_schema(ledger_ws: Workspace) -> None:
     document["versions"][0]["height"] = "3"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft202012Validator(schema).validate(document)
+
+
+# --- a ledger built by the real lifecycle commands -----------------------------------------------------
+
+REAL_VERSIONS = ("1.0", "1.1", "1.2", "2.0")
+RETENTION_TOML = """
+[retention]                    # not the built-in 3 / 50
+keep_major = 2
+keep_micro = 5
+
+[retention.models."oneseek-7b-zero"]
+keep_major = 1
+keep_micro = 1
+"""
+
+
+def _real_lifecycle(ws: Workspace, remote: Path) -> Ledger:
+    """Versions appended by the library, then backup to file://, promote, prune, restore, promote, rollback and a
+    key rotation, each by its ``ledger`` command; ledger.toml sets a non-default and a per-model policy."""
+    ledger: Ledger = open_ledger(ws)
+    for version in REAL_VERSIONS:
+        ledger.append(ws.write_version(f"oneseek-7b-zero-v{version}"))
+    ledger.append(ws.write_version("other-model-v1.0"))
+    (ws.models / "ledger.toml").write_text(RETENTION_TOML)
+    url = remote.as_uri()
+    ws.cli("backup", "--to", url, check=True)
+    ws.cli("promote", "1.2", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("prune", check=True)  # keep 1 major / 1 micro of oneseek: 1.0 and 1.1 go; other-model keeps its one
+    ws.cli("restore", "oneseek-7b-zero-v1.0", check=True)
+    ws.cli("promote", "2.0", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("rollback", "--model", "oneseek-7b-zero", check=True)
+    ws.cli("keys", "rotate", "--reason", "annual rotation", check=True)
+    return ledger  # used for reading from here on (its key is the one before the rotation)
+
+
+def _text(html: str, section: str) -> str:
+    """The visible text of one ``<section id=...>`` of a report page, whitespace folded (what a reader sees)."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.depth = 0
+            self.parts: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "section" and ("id", section) in attrs:
+                self.depth = 1
+            elif self.depth and tag == "section":
+                self.depth += 1
+
+        def handle_endtag(self, tag: str) -> None:
+            if self.depth and tag == "section":
+                self.depth -= 1
+
+        def handle_data(self, data: str) -> None:
+            if self.depth:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(" ".join(parser.parts).split())
+
+
+def test_real_lifecycle_in_the_json_html_and_pdf_reports(ledger_ws: Workspace, tmp_path: Path) -> None:
+    import jsonschema
+    from pypdf import PdfReader
+
+    remote = tmp_path / "remote"
+    ledger = _real_lifecycle(ledger_ws, remote)
+    url = remote.as_uri()
+    toml = str(ledger_ws.models / "ledger.toml")
+    outs = {fmt: ledger_ws.root / f"report.{fmt}" for fmt in ("json", "html", "pdf")}
+    for out in outs.values():
+        ledger_ws.cli("export", "--format", out.suffix[1:], "--out", str(out), check=True)
+    document = json.loads(outs["json"].read_bytes())
+    schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
+
+    # lifecycle: exactly the blocks the commands appended, in chain order, each summarised from its payload
+    attested = document["integrity"]["head"]["height"]
+    chain = [b for b in ledger.blocks(0, attested + 1) if b.kind in ("alias", "backup", "prune", "restore", "key")]
+    assert [(e["height"], e["kind"]) for e in document["lifecycle"]] == [(b.height, b.kind) for b in chain]
+    oneseek = [f"oneseek-7b-zero-v{v}" for v in REAL_VERSIONS]
+    backed_up = [b.data()["version"] for b in chain if b.kind == "backup"]
+    assert sorted(backed_up) == sorted([*oneseek, "other-model-v1.0"])
+    summaries = [e["summary"] for e in document["lifecycle"]]
+    backup_files = {b.data()["version"]: len(b.data()["files"]) for b in chain if b.kind == "backup"}
+    new_key = next(b for b in chain if b.kind == "key").data()
+    from ledger.signing import key_id
+
+    expected = [
+        *(f"backed up {v} to {url} ({backup_files[v]} files, verified)" for v in backed_up),
+        "promoted oneseek-7b-zero alias 'current' to oneseek-7b-zero-v1.2",
+        *(
+            f"pruned {v}: {backup_files[v]} local files removed, copy at {url} (backup block "
+            f"{next(b.height for b in chain if b.kind == 'backup' and b.data()['version'] == v)}); "
+            "policy keep 1 major / 1 micro"
+            for v in oneseek[:2]
+        ),
+        f"restored oneseek-7b-zero-v1.0 from {url} ({backup_files[oneseek[0]]} files, backup block "
+        f"{next(b.height for b in chain if b.kind == 'backup' and b.data()['version'] == oneseek[0])})",
+        "promoted oneseek-7b-zero alias 'current' to oneseek-7b-zero-v2.0 (was oneseek-7b-zero-v1.2)",
+        "rolled back oneseek-7b-zero alias 'current' to oneseek-7b-zero-v1.2 (was oneseek-7b-zero-v2.0)",
+        f"signing key rotated to {key_id(bytes.fromhex(new_key['public_key']))} "
+        f"(previous {new_key['previous_key_id']}): annual rotation",
+    ]
+    assert summaries == expected
+    assert [k["reason"] for k in document["integrity"]["keys"]] == ["ledger created", "annual rotation"]
+
+    # retention: the configured policy per model (ledger.toml), the one the prunes recorded, where the backups are
+    retention = document["retention"]
+    assert retention["configured"] == [
+        {
+            "model": "oneseek-7b-zero",
+            "keep_major": 1,
+            "keep_micro": 1,
+            "source": f'{toml} [retention.models."oneseek-7b-zero"]',
+        },
+        {
+            "model": "other-model",
+            "keep_major": 2,
+            "keep_micro": 5,
+            "source": f"{toml} [retention] (built-in defaults for keys it does not set)",
+        },
+    ]
+    prunes = [b for b in chain if b.kind == "prune"]
+    assert [
+        (r["model"], r["policy"], r["prunes"], r["first_height"], r["last_height"]) for r in retention["recorded"]
+    ] == [("oneseek-7b-zero", {"keep_major": 1, "keep_micro": 1}, 2, prunes[0].height, prunes[1].height)]
+    assert [(loc["location"], loc["versions"], loc["all_verified"]) for loc in retention["locations"]] == [
+        (url, 5, True)
+    ]
+    states = {s["version"]: (s["state"], s["locations"]) for s in retention["versions"]}
+    assert states == {
+        oneseek[0]: ("restored", [url]),
+        oneseek[1]: ("pruned", [url]),
+        oneseek[2]: ("local", [url]),
+        oneseek[3]: ("local", [url]),
+        "other-model-v1.0": ("local", [url]),
+    }
+    assert not (ledger_ws.models / f"{oneseek[1]}.pth").exists() and (ledger_ws.models / f"{oneseek[0]}.pth").exists()
+
+    # the same facts as a reader sees them: the HTML page's text and the PDF's extracted text
+    page = outs["html"].read_text()
+    lifecycle, kept = _text(page, "lifecycle"), _text(page, "retention")
+    pdf = "".join(" ".join((p.extract_text() or "") for p in PdfReader(str(outs["pdf"])).pages).split())
+    for line in [*expected, "exported json report report.json"]:
+        assert line in lifecycle, line
+        assert "".join(line.split()) in pdf, line  # PDF table cells wrap: compare without whitespace
+    for fact in (
+        f'oneseek-7b-zero 1 1 {toml} [retention.models."oneseek-7b-zero"]',
+        f"other-model 2 5 {toml} [retention] (built-in defaults for keys it does not set)",
+        f"oneseek-7b-zero keep_major = 1, keep_micro = 1 2 {prunes[0].height} {prunes[1].height}",
+        f"{url} 5 ",
+        f"{oneseek[0]} restored {url}",
+        f"{oneseek[1]} pruned {url}",
+    ):
+        assert fact in kept, fact
+        assert "".join(fact.split()) in pdf, fact
+    assert verify_export(ledger, outs["pdf"].read_bytes()).ok
 
 
 # --- the CLI and bad input ------------------------------------------------------------------------
@@ -280,6 +443,56 @@ def test_cli_export_and_verify(ledger_ws: Workspace) -> None:
     assert ledger_ws.cli("verify-export", str(garbage)).returncode == 2
 
 
+def test_cli_thresholds_from_ledger_toml_flags_override(ledger_ws: Workspace) -> None:
+    """[export.thresholds] sets the pass lines, --threshold replaces one; breaches highlighted in HTML, marked in
+    JSON."""
+    import jsonschema
+
+    populate(ledger_ws)
+    (ledger_ws.models / "ledger.toml").write_text(
+        '[export.thresholds]\nvalidation_accuracy = 0.85\nbias_score = "<= 0.2"\nfairness_score = 0.9\n'
+    )
+    toml = str(ledger_ws.models / "ledger.toml")
+    html, doc = ledger_ws.root / "report.html", ledger_ws.root / "report.json"
+    for out in (html, doc):
+        ledger_ws.cli(
+            "export",
+            "--format",
+            out.suffix[1:],
+            "--out",
+            str(out),
+            "--threshold",
+            "validation_accuracy=0.82",
+            check=True,
+        )
+    document = json.loads(doc.read_bytes())
+    schema = json.loads((REPO / "ledger" / "schemas" / "export-report.schema.json").read_text())
+    jsonschema.Draft202012Validator(schema).validate(document)
+    assert document["evaluation"]["thresholds"] == [
+        {"metric": "bias_score", "op": "<=", "value": 0.2, "source": toml},
+        {"metric": "fairness_score", "op": ">=", "value": 0.9, "source": toml},
+        {"metric": "validation_accuracy", "op": ">=", "value": 0.82, "source": "--threshold"},
+    ]
+    # v1.0: accuracy 0.80 < 0.82; v1.1's 0.83 only breaches the file's 0.85, which the flag replaced;
+    # v1.2: fairness 0.88 < 0.9 and bias 0.22 > 0.2
+    marks = {v["version"]: v["breaches"] for v in document["versions"]}
+    assert marks == {"1.0": ["validation_accuracy"], "1.1": [], "1.2": ["bias_score", "fairness_score"], "1.3": []}
+    assert {(b["version"], b["metric"]) for b in document["evaluation"]["breaches"]} == {
+        ("oneseek-7b-zero-v1.0", "validation_accuracy"),
+        ("oneseek-7b-zero-v1.2", "fairness_score"),
+        ("oneseek-7b-zero-v1.2", "bias_score"),
+    }
+    page = html.read_text()
+    section = page[page.index('<section id="evaluation">') : page.index('<section id="lifecycle">')]
+    table = section[: section.index("<h3>Breaches</h3>")]  # the metrics table, before the list of breaches
+    rows = re.findall(r"<tr><td>oneseek-7b-zero-v1\.(\d)</td>(.*?)</tr>", table)
+    highlighted = {f"1.{n}": re.findall(r'<td class="breach">([0-9.]+) ✗</td>', cells) for n, cells in rows}
+    assert highlighted == {"1.0": ["0.8"], "1.1": [], "1.2": ["0.88", "0.22"], "1.3": []}
+    assert f"bias_score &lt;= 0.2 <span class='muted'>({toml})</span>" in section
+    assert "validation_accuracy &gt;= 0.82 <span class='muted'>(--threshold)</span>" in section
+    assert "3 breach(es)" in section
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -288,37 +501,96 @@ def test_cli_export_and_verify(ledger_ws: Workspace) -> None:
         (("--format", "json", "--since", "2999-01-01"), "matches no version"),
         (("--format", "json", "--versions", "v1.3..v1.1"), "other way round"),
         (("--format", "json", "--threshold", "accuracy"), "threshold"),
-        (
-            (
-                "--format",
-                "json",
-                "--out-dir-missing",
-            ),
-            "does not exist",
-        ),
-        (
-            (
-                "--format",
-                "json",
-                "--out-is-dir",
-            ),
-            "is a directory",
-        ),
     ],
 )
 def test_bad_input_exits_2_without_export_block(ledger_ws: Workspace, args: tuple[str, ...], message: str) -> None:
     ledger = populate(ledger_ws)
     head = ledger.head()
     out = ledger_ws.root / "report.out"
-    if args[-1] == "--out-dir-missing":
-        args, out = args[:-1], ledger_ws.root / "missing" / "report.json"
-    elif args[-1] == "--out-is-dir":
-        args, out = args[:-1], ledger_ws.root
     done = ledger_ws.cli("export", *args, "--out", str(out))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert message in done.stderr
+    assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert ledger.head() == head
-    assert not (ledger_ws.root / "report.out").exists()
+    assert not out.exists()
+
+
+def _unwritable(root: Path, case: str) -> Path:
+    """Output paths that cannot be written even as root (the tests run as root: permission bits do not stop it)."""
+    if case == "file as parent":
+        (root / "notes.txt").write_text("a regular file, not a directory")
+        return root / "notes.txt" / "report.json"
+    if case == "not a regular file":  # a FIFO here, never a device: a regression would replace it
+        os.mkfifo(root / "report.fifo")
+        return root / "report.fifo"
+    return {
+        "missing directory": root / "missing" / "report.json",
+        "a directory": root,
+        "under /proc": Path("/proc/ledger-report.json"),
+        "under /sys": Path("/sys/ledger-report.json"),
+    }[case]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing directory", "directory {root}/missing does not exist"),
+        ("a directory", "output {root} is a directory"),
+        ("file as parent", "{root}/notes.txt is not a directory"),
+        ("under /proc", "cannot create a file in directory /proc"),
+        ("under /sys", "cannot create a file in directory /sys"),
+        ("not a regular file", "output {root}/report.fifo exists and is not a regular file"),
+    ],
+)
+def test_unwritable_output_exits_2_before_any_work(ledger_ws: Workspace, case: str, message: str) -> None:
+    ledger = populate(ledger_ws)
+    head = ledger.head()
+    out = _unwritable(ledger_ws.root, case)
+    before = _files(ledger_ws.root)
+    done = ledger_ws.cli("export", "--format", "json", "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message.format(root=ledger_ws.root) in lines[0], lines
+    assert ledger.head() == head
+    assert _files(ledger_ws.root) == before  # no report, no probe file, nothing else
+
+
+def _files(root: Path) -> list[Path]:
+    """Every path under ``root`` except the SQLite database and its WAL files (opening the ledger touches them)."""
+    return sorted(p for p in root.rglob("*") if not p.name.startswith("ledger.db"))
+
+
+def test_output_write_failure_is_bad_input_without_export_block(ledger_ws: Workspace) -> None:
+    """The directory takes files but the report does not fit (a file size limit, like a full disk): exit 2,
+    one line, no export block and no file, although the audit and the rendering had already run."""
+    import resource
+    import sys
+
+    ledger = populate(ledger_ws)
+    head = ledger.head()
+    out = ledger_ws.root / "report.html"
+    limit = 40 * 1024  # the 4-version HTML report is ~50 KiB; before the write the database is only read
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "cli", "export", "--format", "html", "--out", str(out)],
+        env=ledger_ws.env(),
+        cwd=ledger_ws.root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=small_files,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"cannot write {out}" in lines[0] and "not recorded" in lines[0], lines
+    assert ledger.head() == head
+    assert [p.name for p in ledger_ws.root.iterdir() if p.name.startswith(".report.html")] == []
+    assert not out.exists()
+    # the same export without the limit works: the path itself was fine
+    assert ledger_ws.cli("export", "--format", "html", "--out", str(out)).returncode == 0
+    assert len(out.read_bytes()) > limit and ledger.head().kind == "export"
 
 
 # --- as a person would look: a browser and a PDF viewer ------------------------------------------------
@@ -357,6 +629,7 @@ def test_html_in_headless_chromium(sqlite_ws: Workspace, tmp_path: Path) -> None
     )
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
+    _assert_rendered(shot)
     dom = subprocess.run(
         [*chromium, "--dump-dom", out.as_uri()], check=True, capture_output=True, text=True, timeout=120
     ).stdout
@@ -379,6 +652,22 @@ def test_html_in_headless_chromium(sqlite_ws: Workspace, tmp_path: Path) -> None
         assert value in dom, value
     assert re.search(r'<td class="breach">0\.22 ✗</td>', dom)  # v1.2's bias breach highlighted
     assert re.search(r'<td class="breach">0\.8 ✗</td>', dom)  # v1.0's accuracy breach highlighted
+
+
+def _assert_rendered(shot: Path) -> None:
+    """The screenshot shows a page, not a blank or an error stub: ink on most rows, rows that differ, and the
+    breach highlight (the CSS --bad-bg colour) visible. A blank 1280x4000 page measures 0 on all three."""
+    import numpy
+    from PIL import Image
+
+    with Image.open(shot) as image:
+        rgb = numpy.asarray(image.convert("RGB"))
+    dark = rgb.mean(axis=2) < 200
+    assert dark.mean() > 0.01, f"only {dark.mean():.2%} of the pixels are dark"
+    assert dark.any(axis=1).mean() > 0.5, "most pixel rows are empty"
+    assert len(numpy.unique(rgb.reshape(rgb.shape[0], -1), axis=0)) > 200, "the pixel rows hardly vary"
+    highlight = numpy.all(rgb == (0xFD, 0xE7, 0xEA), axis=2).sum()
+    assert highlight > 1000, f"the breach highlight covers {highlight} pixels"
 
 
 def test_pdf_rendered_and_read_back(sqlite_ws: Workspace, tmp_path: Path) -> None:

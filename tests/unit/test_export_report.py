@@ -10,12 +10,24 @@ import pytest
 from benchmarks.export_data import version_payload
 from ledger.audit import AuditReport, FilesMode
 from ledger.block import GENESIS_PREV_HASH, Block, seal
+from ledger.config import parse_config
 from ledger.errors import BadSignatureError, InputError, SelectionError
 from ledger.export import dsse
 from ledger.export.csv import CsvFormatter
 from ledger.export.interface import RenderContext
 from ledger.export.registry import FORMATS, formatter
-from ledger.export.report import CheckpointInfo, Context, Report, Selection, Threshold, build_report
+from ledger.export.report import (
+    CheckpointInfo,
+    ConfiguredPolicy,
+    Context,
+    Report,
+    RetentionSettings,
+    Selection,
+    Threshold,
+    build_report,
+    report_json,
+)
+from ledger.export.service import merge_thresholds
 from ledger.findings import Finding, FindingClass
 from ledger.signing import SigningKey
 from ledger.versions import VersionId
@@ -65,6 +77,7 @@ def build(
     selection: Selection | None = None,
     thresholds: tuple[Threshold, ...] = (),
     findings: tuple[Finding, ...] = (),
+    retention: RetentionSettings | None = None,
 ) -> Report:
     audit = AuditReport(
         findings=findings,
@@ -76,7 +89,14 @@ def build(
     )
     checkpoint = CheckpointInfo("o", len(blocks), "00" * 32, "o\n1\nAA==\n\n— o x\n", "o", "o+00000000+AA")
     context = Context("L", "o", T0, "ledger test", "ledger verify-export r", KEY.key_id, checkpoint)
-    return build_report(blocks, selection=selection or Selection(), thresholds=thresholds, audit=audit, context=context)
+    return build_report(
+        blocks,
+        selection=selection or Selection(),
+        thresholds=thresholds,
+        audit=audit,
+        context=context,
+        retention=retention,
+    )
 
 
 # --- thresholds and selection -------------------------------------------------------------------
@@ -224,10 +244,145 @@ def test_lifecycle_events_read_generically() -> None:
     assert "policy keep 2 major / 5 micro" in text
     assert f"signing key rotated to {rotated.key_id} (previous {KEY.key_id}): annual rotation" in text
     assert [k.key_id for k in report.integrity.keys] == [KEY.key_id, rotated.key_id]
-    assert report.retention.policy == {"keep_major": 2, "keep_micro": 5}
+    recorded = [(p.model, dict(p.policy), p.prunes, p.first_height) for p in report.retention.recorded]
+    assert recorded == [("oneseek-7b-zero", {"keep_major": 2, "keep_micro": 5}, 1, 6)]
+    assert report.retention.configured == (
+        ConfiguredPolicy("oneseek-7b-zero", 3, 50, "built-in default (no ledger.toml was read)"),
+    )
+    assert any("latest prune (block 6) applied keep 2 major / 5 micro" in s for s in report.retention.statements)
     states = {s.version: s.state for s in report.retention.states}
     assert states == {"oneseek-7b-zero-v1.0": "restored", "oneseek-7b-zero-v1.1": "local, no backup"}
     assert report.retention.backups[0].size == 10
+
+
+def _prune(version: str, policy: dict[str, int], location: str = "file:///backups") -> tuple[str, dict[str, Any]]:
+    return (
+        "prune",
+        {"version": version, "files": ["w"], "backup_height": 1, "location": location, "policy": policy},
+    )
+
+
+def _backup(version: str, location: str, size: int, *, verified: bool = True) -> tuple[str, dict[str, Any]]:
+    files = [{"role": "weights", "path": "w", "remote": "r", "size": size, "sha256": "a", "blake3": "b"}]
+    return "backup", {"version": version, "location": location, "files": files, "verified": verified}
+
+
+def test_retention_states_the_configured_policy_per_model_and_the_recorded_ones() -> None:
+    config = parse_config(
+        """
+        [retention]
+        keep_major = 1
+        keep_micro = 10
+        [retention.models."other-model"]
+        keep_micro = 2
+        """
+    )
+    ours = [f"oneseek-7b-zero-v1.{n}" for n in range(3)]
+    items = [
+        *versions(3),
+        ("version", version_payload(0, None, model="other-model")),
+        ("version", version_payload(1, None, model="other-model")),
+        _backup(ours[0], "file:///backups", 10),
+        _backup(ours[0], "s3://offsite/m", 10, verified=False),
+        _backup(ours[1], "file:///backups", 20),
+        _backup("other-model-v1.0", "file:///backups", 5),
+        _prune(ours[0], {"keep_major": 3, "keep_micro": 50}),
+        _prune(ours[1], {"keep_major": 3, "keep_micro": 50}),
+        _prune(ours[1], {"keep_major": 1, "keep_micro": 1}),
+        _prune("other-model-v1.0", {"keep_major": 1, "keep_micro": 2}),
+        _prune("third-model-v1.0", {"keep_major": 9, "keep_micro": 9}),  # a model outside the ledger's versions
+    ]
+    report = build(chain(*items), retention=RetentionSettings(config, "models/ledger.toml"))
+    r = report.retention
+    assert r.configured == (
+        ConfiguredPolicy(
+            "oneseek-7b-zero", 1, 10, "models/ledger.toml [retention] (built-in defaults for keys it does not set)"
+        ),
+        ConfiguredPolicy("other-model", 1, 2, 'models/ledger.toml [retention.models."other-model"]'),
+    )
+    recorded = [(p.model, dict(p.policy), p.prunes, p.first_height, p.last_height) for p in r.recorded]
+    assert recorded == [
+        ("oneseek-7b-zero", {"keep_major": 3, "keep_micro": 50}, 2, 10, 11),
+        ("oneseek-7b-zero", {"keep_major": 1, "keep_micro": 1}, 1, 12, 12),
+        ("other-model", {"keep_major": 1, "keep_micro": 2}, 1, 13, 13),
+    ]
+    changed = [s for s in r.statements if "the configuration now says" in s]
+    assert changed == [
+        "oneseek-7b-zero: the latest prune (block 12) applied keep 1 major / 1 micro; the configuration now says "
+        "keep 1 major / 10 micro (models/ledger.toml [retention] (built-in defaults for keys it does not set))."
+    ]
+    locations = [
+        (loc.location, loc.versions, loc.files, loc.size, loc.last_height, loc.all_verified) for loc in r.locations
+    ]
+    assert locations == [("file:///backups", 3, 3, 35, 9, True), ("s3://offsite/m", 1, 1, 10, 7, False)]
+    document = report_json(report)["retention"]
+    assert document["configured"][1] == {
+        "model": "other-model",
+        "keep_major": 1,
+        "keep_micro": 2,
+        "source": 'models/ledger.toml [retention.models."other-model"]',
+    }
+    assert document["locations"][0]["versions"] == 3 and "policy" not in document
+    only_other = build(chain(*items), Selection(model="other-model"), retention=RetentionSettings(config, "t"))
+    assert [p.model for p in only_other.retention.recorded] == ["other-model"]
+    assert [c.model for c in only_other.retention.configured] == ["other-model"]
+
+
+def test_retention_without_configuration_says_so() -> None:
+    r = build(chain(*versions(1))).retention
+    assert r.configured == (ConfiguredPolicy("oneseek-7b-zero", 3, 50, "built-in default (no ledger.toml was read)"),)
+    assert r.recorded == () and r.locations == ()
+
+
+def test_thresholds_from_the_configuration_and_flags_override() -> None:
+    config = parse_config(
+        """
+        [export.thresholds]
+        validation_accuracy = 0.85
+        bias_score = "<= 0.2"
+        fairness_score = 1
+        """
+    )
+    merged = merge_thresholds(config.thresholds, ["fairness_score=0.5", "eval_loss=2"], source="models/ledger.toml")
+    assert [(t.metric, t.op, t.value, t.source) for t in merged] == [
+        ("validation_accuracy", ">=", 0.85, "models/ledger.toml"),
+        ("bias_score", "<=", 0.2, "models/ledger.toml"),
+        ("fairness_score", ">=", 0.5, "--threshold"),
+        ("eval_loss", "<=", 2.0, "--threshold"),
+    ]
+    report = build(chain(*versions(4)), thresholds=merged)
+    document = report_json(report)
+    marked = {v["name"]: v["breaches"] for v in document["versions"]}
+    expected = {v.name: [b.metric for b in report.evaluation.breaches if b.version == v.name] for v in report.versions}
+    assert marked == expected and any(marked.values()) and not all(marked.values())
+    assert document["evaluation"]["thresholds"][0] == {
+        "metric": "validation_accuracy",
+        "op": ">=",
+        "value": 0.85,
+        "source": "models/ledger.toml",
+    }
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[export.thresholds]\nbias_score = "0.2"', 'give a number or a string "<= number"'),
+        ("[export.thresholds]\nbias_score = true", "give a number"),
+        ("[export]\nthreshold = 1", "unknown key(s) threshold"),
+        ("[export]\nthresholds = 1", "[export.thresholds] must be a table"),
+        ('[export.thresholds]\n"my metric" = 1', "models/ledger.toml [export.thresholds]: threshold 'my metric=1'"),
+        ('[export.thresholds]\nacc = ">= high"', "models/ledger.toml [export.thresholds]: threshold"),
+    ],
+)
+def test_bad_configured_thresholds_are_refused(toml: str, message: str) -> None:
+    with pytest.raises(InputError) as info:
+        merge_thresholds(parse_config(toml, source="models/ledger.toml").thresholds, [], source="models/ledger.toml")
+    assert message in str(info.value)
+
+
+def test_a_threshold_flag_given_twice_is_refused() -> None:
+    with pytest.raises(InputError, match="given twice"):
+        merge_thresholds({}, ["bias_score=0.1", "bias_score<=0.3"], source="t")
 
 
 def test_findings_filtered_to_scope() -> None:

@@ -524,6 +524,7 @@ def test_no_difference_ignoring_block_reference() -> None:
     on_disk = with_block_reference(seed(), height=5, block_hash=BLOCK_HEX)
     assert differs_from_committed(on_disk, committed) == []
     assert differs_from_committed(committed, on_disk) == []
+    assert on_disk["provenance"]["ledger_block_id"] == "block-5"  # the inputs are read, never changed
 
 
 def test_differences_are_reported_as_pointers() -> None:

@@ -134,9 +134,16 @@ def test_nesting_limit_is_exact() -> None:
     assert "nested deeper" in refused(b'{"a": ' + too_deep + b"}")
 
 
-@pytest.mark.parametrize("data", [b'{"a": "\\ud800"}', b'{"\\udfff": 1}'])
+@pytest.mark.parametrize(
+    "data",
+    [b'{"a": "\\ud800"}', b'{"\\udfff": 1}', b'{"a": "x\\uDBFFy"}', b'{"a": [1, {"b": "\\uDc00"}]}'],
+)
 def test_refuses_lone_surrogate_escapes(data: bytes) -> None:
     assert "surrogate" in refused(data)
+
+
+def test_escaped_backslash_before_u_is_not_a_surrogate() -> None:
+    assert load_object(b'{"a": "\\\\ud800"}', what="m") == {"a": "\\ud800"}
 
 
 def test_accepts_surrogate_pair_escape() -> None:
