@@ -429,13 +429,15 @@ def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int) -> Cha
             continue
         if prev_hash is not None and first.height > 0 and first.prev_hash != prev_hash:
             findings.append(
-                Finding(first.height, None, FindingClass.LINK, "prev_hash does not match the previous block's hash")
+                Finding(
+                    first.height, first.version, FindingClass.LINK, "prev_hash does not match the previous block's hash"
+                )
             )
         if max_time and first.timestamp < max_time:
             findings.append(
                 Finding(
                     first.height,
-                    None,
+                    first.version,
                     FindingClass.SEQUENCE,
                     f"timestamp {first.timestamp} is earlier than the previous block's",
                 )

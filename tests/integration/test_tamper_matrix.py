@@ -11,8 +11,10 @@ height, ``chain.check_block`` (payload, then block hash -> link, then signature)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -560,13 +562,42 @@ def test_matrix_is_big_enough() -> None:
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
 
 
+def _named(blocks: list[Block], height: int) -> str | None:
+    """The version a finding at ``height`` must name: the one the row stored there says it records, if any."""
+    rows = [b for b in blocks if b.height == height and b.kind == "version"]
+    try:
+        name = json.loads(rows[0].payload)["name"] if rows else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and re.fullmatch(r"oneseek-7b-zero-v1\.[0-9]+", name) else None
+
+
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
 def test_mutation_reported(built: Built, mutation: Mutation) -> None:
-    report = audit_under_attack(built, mutation.attack)
+    seen: list[Block] = []
+
+    def attack(a: Attack) -> None:
+        mutation.attack(a)
+        seen.extend(Store.blocks(a.connection))
+
+    report = audit_under_attack(built, attack)
     found = first_error(report)
-    assert (found.height, found.kind) == (mutation.height, mutation.kind), report.findings[:4]
+    expected = (mutation.height, mutation.kind, _named(seen, mutation.height))
+    assert (found.height, found.kind, found.version) == expected, report.findings[:4]
     if mutation.also is not None:
         assert (mutation.height, mutation.also) in [(f.height, f.kind) for f in report.findings]
+
+
+VERSION_COLUMNS = ["format", "prev_hash", "timestamp", "key_id", "block_hash", "payload_hash", "signature"]
+
+
+@pytest.mark.parametrize("column", VERSION_COLUMNS)
+def test_finding_on_a_version_block_names_the_version(built: Built, column: str) -> None:
+    """Not vacuous: a changed column of a version block whose payload still parses names that version."""
+    height = VERSION_HEIGHTS[3]
+    mutation = _column_mutation(column, "valid", height)
+    found = first_error(audit_under_attack(built, mutation.attack))
+    assert (found.height, found.kind, found.version) == (height, COLUMN_CLASS[column], ADAPTER_VERSION)
 
 
 @pytest.mark.parametrize("mutation", TAIL_CUTS, ids=[m.name for m in TAIL_CUTS])
