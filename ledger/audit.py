@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,14 +176,30 @@ def stage_warnings(scan: ChainScan) -> list[Finding]:
     return out
 
 
-def guard_findings(present: dict[str, set[str]], dialect: str) -> list[Finding]:
-    """A ``db-guard`` finding for every append-only trigger that is missing or disabled."""
+def guard_findings(present: Mapping[str, Mapping[str, guards.TriggerState]], dialect: str) -> list[Finding]:
+    """A ``db-guard`` finding for every append-only trigger that is missing, disabled or not the one the
+    migrations created (another definition, or a trigger function that no longer refuses the change)."""
     out = []
     for table in APPEND_ONLY_TABLES:
-        missing = guards.expected_triggers(dialect, table) - present.get(table, set())
-        for name in sorted(missing):
-            out.append(Finding(None, None, FindingClass.DB_GUARD, f"append-only trigger {name} on {table} is missing"))
+        found = present.get(table, {})
+        for name, expected in sorted(guards.expected_triggers(dialect, table).items()):
+            problem = _guard_problem(expected, found.get(name))
+            if problem is not None:
+                message = f"append-only trigger {name} on {table} {problem}"
+                out.append(Finding(None, None, FindingClass.DB_GUARD, message))
     return out
+
+
+def _guard_problem(expected: guards.TriggerState, actual: guards.TriggerState | None) -> str | None:
+    if actual is None:
+        return "is missing"
+    if actual.definition != expected.definition:
+        return "was replaced: its definition (timing, events, level or WHEN clause) is not the migration's"
+    if actual.function != expected.function:
+        return f"calls a function that no longer refuses the change ({guards.PG_FUNCTION} was rewritten)"
+    if not actual.fires_always:
+        return "is disabled (it must be ENABLE ALWAYS)"
+    return None
 
 
 def check_files(

@@ -13,6 +13,7 @@ from ledger.api import Ledger
 from ledger.audit import FilesMode
 from ledger.errors import AlreadyExistsError, StorageError
 from ledger.findings import FindingClass
+from ledger.tables import APPEND_ONLY_TABLES as APPEND_ONLY
 from tests.conftest import Workspace, open_ledger, seed_metadata, tamper
 
 
@@ -123,6 +124,130 @@ def test_finding_db_guard(ledger_ws: Workspace) -> None:
     engine.dispose()
     report = ledger.audit(files=FilesMode.NONE)
     assert [f.kind for f in report.findings] == [FindingClass.DB_GUARD]
+
+
+REFUSE = "BEGIN SELECT RAISE(ABORT, 'blocks is append-only'); END"
+SQLITE_GUARD_ATTACKS = {
+    "body does nothing": (
+        "blocks_no_update",
+        "CREATE TRIGGER blocks_no_update BEFORE UPDATE ON blocks BEGIN SELECT 1; END",
+    ),
+    "when false": ("blocks_no_delete", f"CREATE TRIGGER blocks_no_delete BEFORE DELETE ON blocks WHEN 0 {REFUSE}"),
+    "one column only": (
+        "blocks_no_update",
+        f"CREATE TRIGGER blocks_no_update BEFORE UPDATE OF kind ON blocks {REFUSE}",
+    ),
+    "after, not before": ("blocks_no_delete", f"CREATE TRIGGER blocks_no_delete AFTER INSERT ON blocks {REFUSE}"),
+}
+
+
+def _sqlite_ledger(tmp_path: Path) -> tuple[Ledger, sqlalchemy.engine.Engine]:
+    from ledger.signing import SigningKey
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    return Ledger.create(url, models_dir=tmp_path, key=SigningKey.generate()), sqlalchemy.create_engine(url)
+
+
+@pytest.mark.parametrize("case", SQLITE_GUARD_ATTACKS)
+def test_sqlite_trigger_replaced_under_its_name_is_reported(tmp_path: Path, case: str) -> None:
+    ledger, engine = _sqlite_ledger(tmp_path)
+    name, replacement = SQLITE_GUARD_ATTACKS[case]
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP TRIGGER {name}")
+        connection.exec_driver_sql(replacement)
+    engine.dispose()
+    findings = ledger.audit(files=FilesMode.NONE).findings
+    assert [(f.kind, name in f.message) for f in findings] == [(FindingClass.DB_GUARD, True)], findings
+
+
+def test_sqlite_trigger_recreated_with_other_whitespace_is_no_finding(tmp_path: Path) -> None:
+    ledger, engine = _sqlite_ledger(tmp_path)
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER blocks_no_update")
+        connection.exec_driver_sql(
+            "CREATE TRIGGER blocks_no_update\n  BEFORE UPDATE ON blocks\n  BEGIN\n    SELECT RAISE(ABORT, "
+            "'blocks is append-only');\n  END"
+        )
+    engine.dispose()
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+
+
+PG_REFUSE = "EXECUTE FUNCTION ledger_refuse_change()"
+PG_GUARD_ATTACKS: dict[str, tuple[list[str], list[str]]] = {
+    "function returns old": (
+        [
+            "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN OLD; END $$"
+        ],
+        [f"{table}_{suffix}" for table in APPEND_ONLY for suffix in ("no_change", "no_truncate")],
+    ),
+    "when false": (
+        [
+            "DROP TRIGGER blocks_no_change ON blocks",
+            f"CREATE TRIGGER blocks_no_change BEFORE UPDATE OR DELETE ON blocks FOR EACH ROW WHEN (false) {PG_REFUSE}",
+            "ALTER TABLE blocks ENABLE ALWAYS TRIGGER blocks_no_change",
+        ],
+        ["blocks_no_change"],
+    ),
+    "one column only": (
+        [
+            "DROP TRIGGER blocks_no_change ON blocks",
+            f"CREATE TRIGGER blocks_no_change BEFORE UPDATE OF kind OR DELETE ON blocks FOR EACH ROW {PG_REFUSE}",
+            "ALTER TABLE blocks ENABLE ALWAYS TRIGGER blocks_no_change",
+        ],
+        ["blocks_no_change"],
+    ),
+    "function of another schema": (
+        [
+            "CREATE SCHEMA shadow",
+            "CREATE FUNCTION shadow.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NULL; END $$",
+            "DROP TRIGGER merkle_nodes_no_change ON merkle_nodes",
+            "CREATE TRIGGER merkle_nodes_no_change BEFORE DELETE OR UPDATE ON merkle_nodes FOR EACH ROW "
+            "EXECUTE FUNCTION shadow.ledger_refuse_change()",
+            "ALTER TABLE merkle_nodes ENABLE ALWAYS TRIGGER merkle_nodes_no_change",
+        ],
+        ["merkle_nodes_no_change"],
+    ),
+    "truncate trigger missing": (["DROP TRIGGER checkpoints_no_truncate ON checkpoints"], ["checkpoints_no_truncate"]),
+    "truncate trigger disabled": (["ALTER TABLE blocks DISABLE TRIGGER blocks_no_truncate"], ["blocks_no_truncate"]),
+    "enabled, but not always": (["ALTER TABLE blocks ENABLE TRIGGER blocks_no_truncate"], ["blocks_no_truncate"]),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", PG_GUARD_ATTACKS)
+def test_postgres_guard_substitution_is_reported(pg_url: str, tmp_path: Path, case: str) -> None:
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    statements, names = PG_GUARD_ATTACKS[case]
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+    findings = ledger.audit(files=FilesMode.NONE).findings
+    assert {f.kind for f in findings} == {FindingClass.DB_GUARD}, findings
+    assert sorted(f.message.split()[2] for f in findings) == sorted(names), findings
+
+
+@pytest.mark.postgres
+def test_postgres_function_recreated_with_other_whitespace_is_no_finding(pg_url: str, tmp_path: Path) -> None:
+    from ledger import guards
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as connection:
+        body = guards.PG_FUNCTION_BODY.replace(" ", "\n    ")
+        connection.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$\n{body}\n$$"
+        )
+    engine.dispose()
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
 
 
 def test_finding_file_missing(ledger_ws: Workspace) -> None:
