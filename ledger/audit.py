@@ -100,6 +100,28 @@ class ChainScan:
     count: int = 0
     head_height: int = -1
     head_hash: str = ""
+    latest: dict[str, Parent] = field(default_factory=dict)
+    """The newest version of each model so far: what the model's next version must name as its parent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """A version as its successor's payload names it (``parent`` in docs/FORMAT.md)."""
+
+    version: str
+    height: int
+    block_hash: str
+
+    def named_by(self, parent: Any) -> bool:
+        """True when ``parent`` (a payload's ``parent`` value) names exactly this version, height and block."""
+        return (
+            isinstance(parent, dict)
+            and parent.keys() == {"version", "height", "block_hash"}
+            and parent["version"] == self.version
+            and type(parent["height"]) is int
+            and parent["height"] == self.height
+            and parent["block_hash"] == self.block_hash
+        )
 
 
 #: Kinds whose blocks change what the file checks expect; ``record_block`` handles each of them.
@@ -111,7 +133,7 @@ def record_block(scan: ChainScan, block: Any) -> None:
     from ledger.chain import payload_of
 
     if block.kind == "version":
-        _record_version(scan, block.height, payload_of(block))
+        _record_version(scan, block, payload_of(block))
     else:
         _record_lifecycle(scan, block.height, block.kind, payload_of(block))
 
@@ -135,15 +157,60 @@ def scan_chain(blocks: Iterable[Any]) -> ChainScan:
     return scan
 
 
-def _record_version(scan: ChainScan, height: int, payload: dict[str, Any]) -> None:
+def latest_versions(blocks: Iterable[Any]) -> dict[str, Parent]:
+    """The newest version of each model among ``blocks`` (version blocks in height order): where a scan that
+    starts after them (the incremental audit) picks up the lineage check."""
+    from ledger.chain import payload_of
+
+    out: dict[str, Parent] = {}
+    for block in blocks:
+        try:
+            payload = payload_of(block)
+            version = VersionId.parse(str(payload["version"]))
+        except (ValueError, RecursionError, KeyError, InputError):
+            continue  # not a readable version payload: the full audit reports it
+        out[str(payload.get("model"))] = Parent(str(version), block.height, block.block_hash)
+    return out
+
+
+def _record_version(scan: ChainScan, block: Any, payload: dict[str, Any]) -> None:
+    height = block.height
     try:
         name = str(payload["name"])
         record = VersionRecord(VersionId.parse(str(payload["version"])), payload.get("stage"), payload.get("question"))
     except (KeyError, InputError):
         scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, "version payload lacks a valid name"))
         return
+    model = str(payload.get("model"))
+    problem = _lineage_problem(model, scan.latest.get(model), payload.get("parent"))
+    if problem is not None:
+        scan.findings.append(Finding(height, name, FindingClass.SEQUENCE, problem))
+    scan.latest[model] = Parent(str(record.version), height, block.block_hash)
     scan.versions[name] = VersionState(height, name, payload)
-    scan.history.setdefault(str(payload.get("model")), []).append(record)
+    scan.history.setdefault(model, []).append(record)
+
+
+def _lineage_problem(model: str, previous: Parent | None, parent: Any) -> str | None:
+    """Why ``parent`` is not the model's previous version in the chain (None for the first: no parent)."""
+    if previous is None:
+        if parent is None:
+            return None
+        return f"names parent {_shown(parent)}, but it is the first version of {model} in the chain"
+    if previous.named_by(parent):
+        return None
+    if isinstance(parent, dict) and parent.get("height") == previous.height:
+        detail = "with a block hash that is not that block's"
+    else:
+        detail = f"but the previous version of {model} is v{previous.version} at height {previous.height}"
+    return f"names parent {_shown(parent)}, {detail}"
+
+
+def _shown(parent: Any) -> str:
+    """A parent reference in a message (signed, but still not printed raw)."""
+    if not isinstance(parent, dict):
+        return "none" if parent is None else "that is not an object"
+    version, height = (str(parent.get(key))[:24] for key in ("version", "height"))
+    return ascii(f"v{version} at height {height}")[1:-1]
 
 
 def _record_lifecycle(scan: ChainScan, height: int, kind: str, payload: Any) -> None:

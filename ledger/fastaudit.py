@@ -24,10 +24,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ledger import merkle
-from ledger.audit import STATE_KINDS, ChainScan, record_block
+from ledger.audit import STATE_KINDS, ChainScan, Parent, latest_versions, record_block
 from ledger.block import Block, plain_header_bytes
 from ledger.canonical import is_canonical
-from ledger.chain import GENESIS, KEY, ChainWalker, LinkFields, check_block, collect_keys, link_fields
+from ledger.chain import GENESIS, KEY, VERSION, ChainWalker, LinkFields, check_block, collect_keys, link_fields
 from ledger.errors import StorageError
 from ledger.findings import Finding, FindingClass
 from ledger.merkle import NodeKey, leaf_hash, node_hash
@@ -359,6 +359,9 @@ def _verify(
     with store.reading() as connection:
         head = Store.head(connection)
         key_blocks = list(Store.blocks_of_kind(connection, (GENESIS, KEY)))
+        older = (
+            [] if seed is None else [b for b in Store.blocks_of_kind(connection, (VERSION,)) if b.height < seed.size]
+        )
     size = head.height + 1 if head is not None else 0
     start = seed.size if seed is not None else 0
     key_rows = [link_fields(b) for b in key_blocks if b.height >= start]
@@ -381,7 +384,7 @@ def _verify(
             )
         )
     results = list(_run(tasks, workers, size - start, parallel_threshold, store))
-    check = _stitch(results, seed, size)
+    check = _stitch(results, seed, size, latest_versions(older))
     check.roots = (
         _roots_from_frontier(seed, results, targets)
         if seed is not None
@@ -415,8 +418,9 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int) -> ChainCheck:
-    scan = ChainScan()
+def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int, latest: dict[str, Parent]) -> ChainCheck:
+    """Join the ranges in height order; ``latest`` is each model's newest version before the first range."""
+    scan = ChainScan(latest=latest)
     findings = scan.findings
     prev_hash = seed.last_hash if seed is not None else None
     max_time = seed.last_time if seed is not None else ""

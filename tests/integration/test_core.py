@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -111,6 +112,124 @@ def test_finding_sequence(ledger_ws: Workspace) -> None:
     ledger = _three_versions(ledger_ws)
     tamper(ledger_ws.db_url, "DELETE FROM version_index WHERE height = 2", "DELETE FROM blocks WHERE height = 2")
     assert first(ledger.audit(files=FilesMode.NONE)) == (2, FindingClass.SEQUENCE)
+
+
+def _resign(ws: Workspace, ledger: Ledger, height: int, parent: Any) -> None:
+    """Re-sign the version block at ``height`` with the ledger's own key and another ``parent``, re-seal the blocks
+    after it (their parents follow the new hashes) and recompute the stored Merkle tree: every hash, link and
+    signature verifies, and only that one block's lineage is wrong."""
+    from ledger import merkle
+    from ledger.block import seal
+    from ledger.signing import load_key_file
+
+    key = load_key_file(ws.key, None)
+    blocks = list(ledger.blocks())
+    renamed: dict[str, str] = {}  # old block hash -> new
+    statements: list[Any] = []
+    for i in range(height, len(blocks)):
+        old = blocks[i]
+        payload = old.data()
+        if i == height:
+            payload["parent"] = parent
+        elif isinstance(payload.get("parent"), dict):
+            payload["parent"]["block_hash"] = renamed.get(
+                payload["parent"]["block_hash"], payload["parent"]["block_hash"]
+            )
+        new = seal(
+            height=i,
+            prev_hash=blocks[i - 1].block_hash,
+            timestamp=old.timestamp,
+            kind=old.kind,
+            payload=payload,
+            key=key,
+        )
+        renamed[old.block_hash], blocks[i] = new.block_hash, new
+        statements.append(
+            (
+                "UPDATE blocks SET prev_hash = :prev_hash, payload = :payload, payload_hash = :payload_hash, "
+                "block_hash = :block_hash, signature = :signature WHERE height = :height",
+                {
+                    n: getattr(new, n)
+                    for n in ("prev_hash", "payload", "payload_hash", "block_hash", "signature", "height")
+                },
+            )
+        )
+    statements.append("DELETE FROM merkle_nodes")
+    frontier: list[bytes] = []
+    for block in blocks:
+        leaf = merkle.leaf_hash(bytes.fromhex(block.block_hash))
+        nodes, frontier = merkle.completed_nodes(block.height, leaf, frontier)
+        statements.extend(
+            ("INSERT INTO merkle_nodes (level, idx, hash) VALUES (:l, :i, :h)", {"l": lv, "i": ix, "h": h})
+            for lv, ix, h in nodes
+        )
+    tamper(ws.db_url, *statements)
+
+
+def _lineage_attacks(ledger: Ledger) -> dict[str, tuple[int, Any]]:
+    """(height of the version re-signed, its new parent) per attack on v1.0 (h1), v1.1 (h2), v1.2 (h3)."""
+    b1, b2 = ledger.block(1), ledger.block(2)
+    return {
+        "skips a version": (3, {"version": "1.0", "height": 1, "block_hash": b1.block_hash}),
+        "wrong block hash": (3, {"version": "1.1", "height": 2, "block_hash": b1.block_hash}),
+        "wrong height": (3, {"version": "1.1", "height": 1, "block_hash": b2.block_hash}),
+        "wrong version": (3, {"version": "1.2", "height": 2, "block_hash": b2.block_hash}),
+        "height as a boolean": (2, {"version": "1.0", "height": True, "block_hash": b1.block_hash}),
+        "no parent": (3, None),
+        "first version with a parent": (1, {"version": "0.9", "height": 0, "block_hash": ledger.genesis.block_hash}),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "skips a version",
+        "wrong block hash",
+        "wrong height",
+        "wrong version",
+        "height as a boolean",
+        "no parent",
+        "first version with a parent",
+    ],
+)
+def test_finding_sequence_lineage(ledger_ws: Workspace, attack: str) -> None:
+    """A version whose signed parent is not the model's previous version in the chain, on every audit path."""
+    from ledger.audit import scan_chain
+    from ledger.fastaudit import verify_chain
+
+    ledger = _three_versions(ledger_ws)
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    height, parent = _lineage_attacks(ledger)[attack]
+    _resign(ledger_ws, ledger, height, parent)
+    name = f"oneseek-7b-zero-v1.{height - 1}"
+    expected = [(height, name, FindingClass.SEQUENCE)]
+    in_process = ledger.audit(files=FilesMode.NONE, workers=1).findings
+    assert [(f.height, f.version, f.kind) for f in in_process] == expected, in_process
+    assert "parent" in in_process[0].message
+    if attack == "skips a version":  # worker processes take a second to start: one case is enough
+        parallel = verify_chain(ledger.store, workers=2, chunk_level=1, parallel_threshold=0).scan.findings
+        assert [(f.height, f.version, f.kind) for f in parallel] == expected, parallel
+    plain = scan_chain(ledger.blocks()).findings
+    assert [(f.height, f.version, f.kind) for f in plain] == expected, plain
+
+
+def test_lineage_checked_by_the_incremental_audit(ledger_ws: Workspace) -> None:
+    """Resuming from a trusted checkpoint, the first new version's parent is checked against the older blocks."""
+    from ledger.checkpoints import issue
+
+    ledger: Ledger = open_ledger(ledger_ws)
+    state = ledger_ws.root / "state"
+    for name in ("oneseek-7b-zero-v1.0", "oneseek-7b-zero-v1.1"):
+        ledger.append(ledger_ws.write_version(name))
+    issue(ledger, witness=None, state_dir=state)
+    ledger.append(ledger_ws.write_version("oneseek-7b-zero-v1.2"))
+    report = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True, update_state=False)
+    assert report.incremental_from == 3 and report.findings == (), report.findings
+    _resign(ledger_ws, ledger, 3, _lineage_attacks(ledger)["skips a version"][1])
+    report = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True, update_state=False)
+    assert [(f.height, f.version, f.kind) for f in report.findings] == [
+        (3, "oneseek-7b-zero-v1.2", FindingClass.SEQUENCE)
+    ], report.findings
 
 
 def test_finding_db_guard(ledger_ws: Workspace) -> None:

@@ -11,6 +11,7 @@ height, ``chain.check_block`` (payload, then block hash -> link, then signature)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -653,21 +654,26 @@ class Witnessed:
     stored_tree_shows: bool = False  # the stored Merkle nodes betray it even without a checkpoint
 
 
-def _rewrite_with_keys(start: int, *, rebuild_tree: bool) -> Callable[[Attack], None]:
+def _rewrite_with_keys(start: int, *, rebuild_tree: bool, fix_parents: bool = True) -> Callable[[Attack], None]:
     """Alter note block ``start`` and re-seal everything after it with the right keys (the attacker holds the
-    retired key A and the active key B): the chain verifies, signatures and all."""
+    retired key A and the active key B): the chain verifies, signatures and all. With ``fix_parents`` the
+    attacker also points each later version's ``parent`` at its predecessor's new block hash."""
 
     def attack(a: Attack) -> None:
         prev = a.block(start - 1).block_hash
+        renamed: dict[str, str] = {}
         for height in range(start, N + 1):
             old = a.block(height)
             payload = decode(old.payload)
             if height == start:
                 payload["text"] = "rewritten history"
+            parent = payload.get("parent") if old.kind == "version" else None
+            if fix_parents and isinstance(parent, dict):
+                parent["block_hash"] = renamed.get(parent["block_hash"], parent["block_hash"])
             key = a.built.key_a if height <= ROTATION else a.built.key_b
             new = seal(height=height, prev_hash=prev, timestamp=old.timestamp, kind=old.kind, payload=payload, key=key)
             a.rewrite(new)
-            prev = new.block_hash
+            prev = renamed[old.block_hash] = new.block_hash
         if rebuild_tree:
             a.rebuild_tree()
 
@@ -712,6 +718,18 @@ def test_transparency_attack_reported(built: Built, mutation: Witnessed) -> None
     report = audit_under_attack(built, mutation.attack, **_options(built, mutation.source))
     found = first_error(report)
     assert (found.height, found.kind) == (mutation.height, mutation.kind), report.findings[:4]
+
+
+@pytest.mark.parametrize("start", [11, 20])
+def test_rewrite_with_keys_leaving_the_parents_is_a_lineage_finding(built: Built, start: int) -> None:
+    """Re-signed with the keys and the tree rebuilt, but the later versions still name their parents' old block
+    hashes: the chain alone shows it, as ``sequence`` at the first version whose parent was rewritten."""
+    report = audit_under_attack(built, _rewrite_with_keys(start, rebuild_tree=True, fix_parents=False))
+    height = next(h for p, h in itertools.pairwise(VERSION_HEIGHTS) if p >= start)
+    found = first_error(report)
+    name = _version_names()[VERSION_HEIGHTS.index(height)]
+    assert (found.height, found.kind, found.version) == (height, Q, name), report.findings
+    assert "parent" in found.message
 
 
 def test_rewrite_against_the_trusted_state_alone_is_bracketed(built: Built) -> None:
