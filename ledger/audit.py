@@ -291,7 +291,7 @@ def check_files(
         if isinstance(adapter, dict):
             checked += 1
             findings.extend(_check_adapter(state, adapter, adapters_dir, mode))
-    findings.extend(_unledgered(models_dir, ledgered))
+    findings.extend(_unledgered(models_dir, ledgered, adapters_dir))
     findings.extend(_adapter_leftovers(adapters_dir))
     return findings, checked
 
@@ -435,20 +435,42 @@ def _quick_adapter(state: VersionState, relative: str, recorded: Manifest, path:
     return out
 
 
-def _unledgered(models_dir: Path, ledgered: set[str]) -> list[Finding]:
+def _unledgered(models_dir: Path, ledgered: set[str], adapters_dir: Path) -> list[Finding]:
+    """Weight files (and hidden ``.*.tmp`` leftovers) anywhere under the models directory that no block records.
+
+    ``append`` accepts weights in subdirectories, so the whole tree is walked; symbolic links are not followed
+    (nothing is recorded through one), and an adapters directory inside the models directory is left to the
+    adapter checks.
+    """
     out: list[Finding] = []
-    try:
-        entries = sorted(os.scandir(models_dir), key=lambda e: e.name)
-    except OSError:
-        return out
-    for entry in entries:
-        name = entry.name
+    for relative in sorted(_files_under(models_dir, skip=adapters_dir)):
+        name = os.path.basename(relative)
         is_weight = name.endswith(WEIGHT_SUFFIXES)
         is_temp = name.startswith(".") and name.endswith(".tmp")
-        if (is_weight or is_temp) and name not in ledgered and entry.is_file(follow_symlinks=False):
-            shown = display_path(name)
+        if (is_weight or is_temp) and relative not in ledgered:
+            shown = display_path(relative)
             out.append(Finding(None, None, FindingClass.UNLEDGERED, f"{shown} is not in the ledger", shown))
     return out
+
+
+def _files_under(root: Path, *, skip: Path) -> Iterable[str]:
+    """Relative POSIX paths of the regular files below ``root``, without following symbolic links or entering
+    ``skip`` (iterative: a deep tree cannot exhaust the stack)."""
+    skip = skip.resolve()
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if Path(entry.path).resolve() != skip:
+                    pending.append((Path(entry.path), f"{prefix}{entry.name}/"))
+            elif entry.is_file(follow_symlinks=False):
+                yield f"{prefix}{entry.name}"
 
 
 def _adapter_leftovers(adapters_dir: Path) -> list[Finding]:

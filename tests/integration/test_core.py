@@ -398,6 +398,39 @@ def test_finding_unledgered(ledger_ws: Workspace) -> None:
     assert [(f.kind, f.path) for f in report.findings] == [(FindingClass.UNLEDGERED, "oneseek-7b-zero-v1.3.pth")]
 
 
+def test_finding_unledgered_in_subdirectories(ledger_ws: Workspace, tmp_path: Path) -> None:
+    """``append`` takes weights from subdirectories, so the scan for unledgered files walks the whole tree."""
+    ledger = open_ledger(ledger_ws)
+    sub = ledger_ws.models / "sub"
+    sub.mkdir()
+    ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    (ledger_ws.models / "oneseek-7b-zero-v1.0.pth").rename(sub / "oneseek-7b-zero-v1.0.pth")
+    (ledger_ws.models / "oneseek-7b-zero-v1.0.json").rename(sub / "oneseek-7b-zero-v1.0.json")
+    ledger.append(sub / "oneseek-7b-zero-v1.0.pth")
+    assert ledger.audit(files=FilesMode.FULL).findings == ()  # the ledgered one is known by its relative path
+    (sub / "x-v1.0.pth").write_bytes(b"x" * 10)
+    (sub / "deeper").mkdir()
+    (sub / "deeper" / ".oneseek-7b-zero-v1.1.json.abc.tmp").write_bytes(b"{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "linked-v1.0.pth").write_bytes(b"y")
+    (ledger_ws.models / "link").symlink_to(elsewhere)  # not followed
+    report = ledger.audit(files=FilesMode.QUICK)
+    assert [(f.kind, f.path) for f in report.findings] == [
+        (FindingClass.UNLEDGERED, "sub/deeper/.oneseek-7b-zero-v1.1.json.abc.tmp"),
+        (FindingClass.UNLEDGERED, "sub/x-v1.0.pth"),
+    ]
+
+
+def test_adapters_inside_the_models_directory_are_not_unledgered(workspace: Workspace) -> None:
+    adapters = workspace.models / "lora_adapters"
+    ledger = Ledger.create(workspace.db_url, models_dir=workspace.models, key=workspace.key, adapters_dir=adapters)
+    (adapters / "oneseek-7b-zero-v1.0").mkdir(parents=True)
+    (adapters / "oneseek-7b-zero-v1.0" / "adapter_model.safetensors").write_bytes(b"a" * 64)
+    ledger.append(workspace.write_version("oneseek-7b-zero-v1.0"))
+    assert ledger.audit(files=FilesMode.FULL).findings == ()
+
+
 def test_finding_metadata_mismatch(ledger_ws: Workspace) -> None:
     ledger = _three_versions(ledger_ws)
     path = ledger_ws.models / "oneseek-7b-zero-v1.1.json"
