@@ -203,7 +203,7 @@ def append(
     settings = settings_of(ctx)
     ledger = open_ledger(settings, signing=True)
     with render.hashing_progress(settings, weights) as progress:
-        block = ledger.append(
+        appended = ledger.append_version(
             weights,
             metadata=metadata,
             stage=stage,
@@ -212,7 +212,9 @@ def append(
             data=data,
             progress=progress,
         )
-    emit(settings, block.to_json(), render.block_line(block))
+    block = appended.block
+    text = render.resumed_line(block) if appended.resumed else render.block_line(block)
+    emit(settings, block.to_json(), text)
 
 
 @app.command()

@@ -203,3 +203,38 @@ def test_key_generated_for_library(tmp_path: Path) -> None:
     path = tmp_path / "k.pem"
     write_key_file(path, SigningKey.generate(), b"pw")
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_identical_re_append_is_a_duplicate(ledger_ws: Workspace) -> None:
+    """Once the metadata carries the block's reference, appending the same version again is refused."""
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    ledger_ws.cli("append", str(weights), check=True)
+    before = head_hash(ledger_ws)
+    files = sorted((p.name, p.read_bytes()) for p in ledger_ws.models.iterdir())
+    result = ledger_ws.cli("append", str(weights))
+    assert_refused(result, 2)
+    assert "oneseek-7b-zero-v1.0 already exists" in result.stderr
+    assert "expected v1.1 (micro) or v2.0 (major)" in result.stderr
+    assert head_hash(ledger_ws) == before
+    assert sorted((p.name, p.read_bytes()) for p in ledger_ws.models.iterdir()) == files
+
+
+def test_re_append_after_a_crash_before_the_write_back_finishes_it(ledger_ws: Workspace) -> None:
+    """Killed between the commit and the metadata write-back: re-running records nothing new and writes the
+    reference; running it once more is then a duplicate."""
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    meta_path = ledger_ws.models / "oneseek-7b-zero-v1.0.json"
+    original = meta_path.read_bytes()
+    crashed = ledger_ws.cli("append", str(weights), LEDGER_TEST_CRASH_AT="commit:done")
+    assert crashed.returncode == -9
+    assert meta_path.read_bytes() == original
+    head = open_ledger(ledger_ws, signing=False).head()
+    assert head.height == 1
+    resumed = ledger_ws.cli("append", str(weights))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "oneseek-7b-zero-v1.0 already recorded at block 1; metadata reference written"
+    assert head_hash(ledger_ws) == head.block_hash
+    provenance = json.loads(meta_path.read_text())["provenance"]
+    assert (provenance["ledger_block_id"], provenance["ledger_block_hash"]) == ("block-1", head.block_hash)
+    assert_refused(ledger_ws.cli("append", str(weights)), 2)
+    assert head_hash(ledger_ws) == head.block_hash
