@@ -238,3 +238,32 @@ def test_re_append_after_a_crash_before_the_write_back_finishes_it(ledger_ws: Wo
     assert (provenance["ledger_block_id"], provenance["ledger_block_hash"]) == ("block-1", head.block_hash)
     assert_refused(ledger_ws.cli("append", str(weights)), 2)
     assert head_hash(ledger_ws) == head.block_hash
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, "abort"])
+def test_interrupt_exits_130_with_one_line(
+    ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch, raised: type[BaseException] | str
+) -> None:
+    """Ctrl-C inside a command (KeyboardInterrupt) or an abort (end of input at a prompt) is not 'findings'."""
+    import typer
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from ledger.api import Ledger
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise typer.Abort() if raised == "abort" else KeyboardInterrupt()
+
+    before = head_hash(ledger_ws)
+    monkeypatch.setattr(Ledger, "append_version", interrupted)
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    result = CliRunner().invoke(app, ["append", str(weights)], env=ledger_ws.env())
+    assert result.exit_code == 130, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.strip().splitlines() == ["ledger: error: interrupted"]
+    assert head_hash(ledger_ws) == before
+
+
+def test_operating_system_error_exits_3_with_one_line(ledger_ws: Workspace) -> None:
+    result = ledger_ws.cli("audit", "--checkpoint", str(ledger_ws.models))  # a directory: read_bytes fails
+    assert_refused(result, 3)
+    assert "system error" in result.stderr and "Is a directory" in result.stderr
