@@ -7,7 +7,6 @@ the library as frozen values; the setting a URL came from is named in its error 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -94,20 +93,12 @@ class _RichProgress:
 @contextmanager
 def transfer_progress(settings: Settings) -> Iterator[Progress | None]:
     """Rich progress on stderr, or none for --json or when stderr is not a terminal."""
-    if settings.json or not sys.stderr.isatty():
+    from cli import render
+
+    if not render.shows_progress(settings):
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
+    with render.rich_bar() as progress:
         yield _RichProgress(progress)
 
 
@@ -146,11 +137,8 @@ def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be pruned.")] = False,
     keep_major: Annotated[int | None, typer.Option(min=0, help="Major versions kept (default 3).")] = None,
     keep_micro: Annotated[int | None, typer.Option(min=0, help="Micro versions kept (default 50).")] = None,
-    only_backed_up: Annotated[
-        bool, typer.Option("--only-backed-up", help="Prune the backed-up versions even when others lack a backup.")
-    ] = False,
 ) -> None:
-    """Remove local files of versions outside the retention policy that have a verified backup."""
+    """Remove local files of versions outside the retention policy whose verified backup is still intact."""
     from ledger.config import RetentionPolicy, load_config
     from ledger.retention import prune as run_prune
 
@@ -165,21 +153,28 @@ def prune(
         )
 
     ledger = open_ledger(settings, signing=not dry_run)
-    result = run_prune(ledger, policy_for, dry_run=dry_run, only_backed_up=only_backed_up)
+    result = run_prune(ledger, policy_for, open_store=store_opener(remote_options(config)), dry_run=dry_run)
     plan = result.plan
     lines = []
-    verb = "would prune" if dry_run else "pruned"
     if dry_run:
-        lines += [f"would prune {i.version} (backup at {i.backup.location})" for i in plan.prune]
+        for item in plan.prune:
+            verb = "would finish pruning" if item.released else "would prune"
+            lines.append(f"{verb} {item.version} ({len(item.files)} file(s), backup at {item.backup.location})")
     else:
-        lines += [f"pruned {v} (block {h}, {len(f)} file(s) removed)" for v, h, f in result.pruned]
+        for done in result.pruned:
+            verb = "pruned" if done.released else "finished pruning"
+            lines.append(f"{verb} {done.version} (block {done.height}, {len(done.removed)} file(s) removed)")
     lines += [f"no backup, left alone: {name}" for name in plan.unbacked]
+    lines += [f"not pruned, {name}: {reason}" for name, reason in result.not_pruned]
     lines += [f"held by an alias, kept: {name}" for name in plan.protected]
-    count = len(plan.prune) if dry_run else len(result.pruned)
+    count = len(plan.prune) if dry_run else sum(bool(p.released) for p in result.pruned)
+    checked = "" if dry_run else f"{len(result.not_pruned)} left alone by the checks, "
     lines.append(
-        f"{verb} {count} version(s); {plan.kept} kept by policy, {len(plan.unbacked)} without backup, "
-        f"{plan.already_pruned} already pruned"
+        f"{'would prune' if dry_run else 'pruned'} {count} version(s); {plan.kept} kept by policy, "
+        f"{len(plan.unbacked)} without backup, {checked}{plan.already_pruned} already pruned"
     )
+    if dry_run:
+        lines.append("dry run: local files and the remote copies are checked when prune runs, not now")
     emit(settings, result.to_json(), "\n".join(lines))
 
 

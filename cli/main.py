@@ -199,7 +199,7 @@ def append(
 
     settings = settings_of(ctx)
     ledger = open_ledger(settings, signing=True)
-    with render.hashing_progress(settings, weights) as progress:
+    with render.progress_bar(settings) as start:
         appended = ledger.append_version(
             weights,
             metadata=metadata,
@@ -207,7 +207,7 @@ def append(
             question=question,
             adapter=adapter,
             data=data,
-            progress=progress,
+            progress=start(render.size_of(weights, data)),
         )
     block = appended.block
     text = render.resumed_line(block) if appended.resumed else render.block_line(block)
@@ -242,14 +242,16 @@ def audit(
         fail(f"--files must be full, quick or none, not {files!r}", EXIT_INPUT)
     checkpoint_files = tuple((str(path), path.read_bytes()) for path in checkpoint or ())
     ledger = open_ledger(settings)
-    report = ledger.audit(
-        files=mode,
-        witness=witness or settings.witness,
-        checkpoint_files=checkpoint_files,
-        state_dir=settings.state_dir,
-        workers=workers,
-        incremental=incremental,
-    )
+    with render.progress_bar(settings) as start:
+        report = ledger.audit(
+            files=mode,
+            witness=witness or settings.witness,
+            checkpoint_files=checkpoint_files,
+            state_dir=settings.state_dir,
+            workers=workers,
+            incremental=incremental,
+            progress=start,
+        )
     if remote is not None:
         from cli.lifecycle import audit_remote
 

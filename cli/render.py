@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,26 +82,52 @@ def audit_text(report: AuditReport) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def hashing_progress(settings: Settings, path: Path | None) -> Iterator[Callable[[int], None] | None]:
-    """A Rich progress bar on stderr while hashing a large file; none for --json or a non-terminal stderr."""
-    size = _size(path)
-    if settings.json or not sys.stderr.isatty() or size < PROGRESS_THRESHOLD:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+ProgressStart = Callable[[int], Callable[[int], None] | None]
 
-    with Progress(
-        "hashing",
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("hash", total=size)
-        yield lambda n: progress.advance(task, n)
+
+def shows_progress(settings: Settings) -> bool:
+    """Progress is drawn only for a person: never with --json or when stderr is not a terminal."""
+    return not settings.json and sys.stderr.isatty()
+
+
+@contextmanager
+def rich_bar() -> Iterator[Any]:
+    """A transient Rich progress display on stderr: each task's label, a bar, bytes done and speed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        yield progress
+
+
+@contextmanager
+def progress_bar(settings: Settings) -> Iterator[ProgressStart]:
+    """Yields ``start(total)``, which draws a progress bar for hashing ``total`` bytes and returns its callback;
+    it returns None (no bar) below 64 MiB or when ``shows_progress`` says no."""
+    with ExitStack() as stack:
+
+        def start(total: int) -> Callable[[int], None] | None:
+            if not shows_progress(settings) or total < PROGRESS_THRESHOLD:
+                return None
+            bar = stack.enter_context(rich_bar())
+            task = bar.add_task("hashing", total=total)
+            return lambda n: bar.advance(task, n)
+
+        yield start
+
+
+def size_of(*paths: Path | None) -> int:
+    """Bytes in these files and directories (missing ones count 0): what hashing them reads."""
+    total = 0
+    for path in paths:
+        if path is None:
+            continue
+        if path.is_dir():
+            total += sum(_size(Path(folder) / name) for folder, _dirs, files in os.walk(path) for name in files)
+        else:
+            total += _size(path)
+    return total
 
 
 def _size(path: Path | None) -> int:

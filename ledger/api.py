@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
-from ledger import merkle, migrate
+from ledger import merkle
 from ledger import metadata as metadata_rules
 from ledger.audit import AuditReport, FilesMode
 from ledger.block import GENESIS_PREV_HASH, Block, seal
@@ -119,6 +119,8 @@ class Ledger:
         passphrase: bytes | None = None,
     ) -> Ledger:
         """Migrate the database and write the genesis block; refuses when a ledger already exists there."""
+        from ledger import migrate  # Alembic is imported only by the commands that migrate
+
         signing = key if isinstance(key, SigningKey) else load_key_file(key, passphrase)
         store = Store.open(db_url)
         try:

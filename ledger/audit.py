@@ -8,8 +8,10 @@ which is not a proof); weight files nobody ledgered are reported too.
 from __future__ import annotations
 
 import enum
+import functools
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from ledger.errors import FileInputError, InputError, UnsafePathError
 from ledger.findings import Finding, FindingClass
 from ledger.fsutil import display_path, resolve_recorded
 from ledger.hashing import blake3_file
-from ledger.manifest import Manifest, compare, hash_directory
+from ledger.manifest import Manifest, verify_directory
 from ledger.metadata import differs_from_committed
 from ledger.recording import WEIGHT_SUFFIXES
 from ledger.strictjson import read_object
@@ -214,13 +216,17 @@ def _shown(parent: Any) -> str:
 
 
 def _record_lifecycle(scan: ChainScan, height: int, kind: str, payload: Any) -> None:
-    """A prune block marks its version's missing files as pruned (with the backup location); restore clears it."""
+    """A prune block releases the files it lists (their absence is the prune; the report shows the backup
+    location); prune blocks since the last restore add up, and a restore releases nothing any more."""
     state = scan.versions.get(str(payload.get("version"))) if isinstance(payload, dict) else None
     if state is None:
         scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, f"{kind} block names no ledgered version"))
         return
     if kind == "prune":
-        state.pruned = {"height": height, "location": payload.get("location"), "files": payload.get("files")}
+        listed = payload.get("files")
+        files = frozenset(str(f) for f in listed) if isinstance(listed, list) else frozenset()
+        earlier = state.pruned["files"] if state.pruned is not None else frozenset()
+        state.pruned = {"height": height, "location": payload.get("location"), "files": earlier | files}
     else:
         state.pruned = None
 
@@ -269,31 +275,62 @@ def _guard_problem(expected: guards.TriggerState, actual: guards.TriggerState | 
     return None
 
 
+Progress = Callable[[int], None]
+ProgressStart = Callable[[int], Progress | None]
+"""Called once with the bytes a full file check will hash; returns the callback to report them to, or None."""
+
+
 def check_files(
-    versions: Iterable[VersionState], *, models_dir: Path, adapters_dir: Path, mode: FilesMode
+    versions: Iterable[VersionState],
+    *,
+    models_dir: Path,
+    adapters_dir: Path,
+    mode: FilesMode,
+    progress: ProgressStart | None = None,
 ) -> tuple[list[Finding], int]:
-    """Check every ledgered file against its record; returns findings and the number of files looked at."""
-    findings: list[Finding] = []
-    checked = 0
+    """Check every ledgered file against its record; returns findings and the number of files looked at.
+
+    In full mode the files are hashed in parallel threads (BLAKE3 releases the GIL), so many small adapter
+    files overlap the large weight files, and ``progress`` is told how many bytes that is.
+    """
+    states = list(versions)
+    tick = progress(_recorded_bytes(states)) if progress is not None and mode is FilesMode.FULL else None
+    checks: list[Callable[[], list[Finding]]] = []
     ledgered: set[str] = set()
-    for state in versions:
+    for state in states:
         weights = state.payload.get("weights")
         if isinstance(weights, dict):
             ledgered.add(str(weights.get("path")))
-            checked += 1
-            findings.extend(_check_weights(state, weights, models_dir, mode))
+            checks.append(functools.partial(_check_weights, state, weights, models_dir, mode, tick))
         meta = state.payload.get("metadata")
         if isinstance(meta, dict):
             ledgered.add(str(meta.get("path")))
-            checked += 1
-            findings.extend(_check_metadata(state, meta, models_dir))
+            checks.append(functools.partial(_check_metadata, state, meta, models_dir))
         adapter = state.payload.get("adapter")
         if isinstance(adapter, dict):
-            checked += 1
-            findings.extend(_check_adapter(state, adapter, adapters_dir, mode))
+            checks.append(functools.partial(_check_adapter, state, adapter, adapters_dir, mode, tick))
+    if mode is FilesMode.FULL and len(checks) > 1:
+        with ThreadPoolExecutor(max_workers=min(len(checks), 2 * (os.cpu_count() or 1))) as pool:
+            results = list(pool.map(lambda check: check(), checks))
+    else:
+        results = [check() for check in checks]
+    findings = [finding for result in results for finding in result]
     findings.extend(_unledgered(models_dir, ledgered, adapters_dir))
     findings.extend(_adapter_leftovers(adapters_dir))
-    return findings, checked
+    return findings, len(checks)
+
+
+def _recorded_bytes(states: list[VersionState]) -> int:
+    """Bytes of every weight file and adapter file the versions record (what a full check hashes)."""
+    total = 0
+    for state in states:
+        weights, adapter = state.payload.get("weights"), state.payload.get("adapter")
+        if isinstance(weights, dict) and isinstance(weights.get("size"), int):
+            total += weights["size"]
+        files = adapter.get("manifest", {}).get("files") if isinstance(adapter, dict) else None
+        if isinstance(files, list):
+            total += sum(f["size"] for f in files if isinstance(f, dict) and isinstance(f.get("size"), int))
+    return total
 
 
 def _finding(state: VersionState, kind: FindingClass, path: str, message: str) -> Finding:
@@ -307,12 +344,14 @@ def _locate(state: VersionState, root: Path, relative: str) -> Path | Finding:
         return _finding(state, FindingClass.FILE_MISMATCH, relative, str(exc))
 
 
-def _check_weights(state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode) -> list[Finding]:
+def _check_weights(
+    state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode, progress: Progress | None
+) -> list[Finding]:
     relative = str(record.get("path"))
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
+    if _released(state, relative) and not path.exists():
         return []
     try:
         info = path.stat()
@@ -341,7 +380,7 @@ def _check_weights(state: VersionState, record: dict[str, Any], root: Path, mode
             ]
         return []
     try:
-        _size, digest = blake3_file(path)
+        _size, digest = blake3_file(path, progress=progress)
     except InputError as exc:
         return [_finding(state, FindingClass.FILE_MISMATCH, relative, str(exc))]
     if digest != record.get("blake3"):
@@ -354,7 +393,7 @@ def _check_metadata(state: VersionState, record: dict[str, Any], root: Path) -> 
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
+    if _released(state, relative) and not path.exists():
         return []
     if not path.exists():
         return [_finding(state, FindingClass.FILE_MISSING, relative, f"metadata file {relative} is missing")]
@@ -376,23 +415,26 @@ def _check_metadata(state: VersionState, record: dict[str, Any], root: Path) -> 
     return []
 
 
-def _check_adapter(state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode) -> list[Finding]:
+def _check_adapter(
+    state: VersionState, record: dict[str, Any], root: Path, mode: FilesMode, progress: Progress | None
+) -> list[Finding]:
     relative = str(record.get("path"))
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if state.pruned is not None and not path.exists():
-        return []
-    if not path.is_dir():
-        return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
     try:
         recorded = Manifest.from_json(record["manifest"])
     except (InputError, KeyError) as exc:
         return [_finding(state, FindingClass.PAYLOAD, relative, f"adapter {relative}: bad manifest: {exc}")]
+    recorded = _still_expected(state, relative, recorded, path)
+    if not path.is_dir():
+        if state.pruned is not None and not recorded.entries:
+            return []
+        return [_finding(state, FindingClass.FILE_MISSING, relative, f"adapter directory {relative} is missing")]
     if mode is FilesMode.QUICK:
         return _quick_adapter(state, relative, recorded, path)
     try:
-        actual = hash_directory(path)
+        changes = verify_directory(path, recorded, progress=progress)
     except InputError as exc:
         return [_finding(state, FindingClass.FILE_MISMATCH, relative, f"adapter {relative}: {exc}")]
     return [
@@ -402,8 +444,27 @@ def _check_adapter(state: VersionState, record: dict[str, Any], root: Path, mode
             f"{relative}/{change.path}",
             f"adapter file {relative}/{change.path} {change.change} {change.detail}".rstrip(),
         )
-        for change in compare(recorded, actual)
+        for change in changes
     ]
+
+
+def _released(state: VersionState, relative: str) -> bool:
+    """True when a prune block in force lists ``relative``; any other missing file is a loss."""
+    return state.pruned is not None and relative in state.pruned["files"]
+
+
+def _still_expected(state: VersionState, relative: str, recorded: Manifest, folder: Path) -> Manifest:
+    """The adapter files the audit expects: all recorded ones except those a prune released that are gone
+    (a released file still present is checked like any other)."""
+    if state.pruned is None:
+        return recorded
+    return Manifest(
+        tuple(
+            entry
+            for entry in recorded.entries
+            if not _released(state, f"{relative}/{entry.path}") or os.path.lexists(folder / entry.path)
+        )
+    )
 
 
 def _quick_adapter(state: VersionState, relative: str, recorded: Manifest, path: Path) -> list[Finding]:

@@ -2,8 +2,10 @@
 
 A ``backup`` block is appended only after every remote object was read back and its SHA-256 and BLAKE3 match
 what the chain recorded (weights and adapter files) or what was hashed locally (the metadata JSON, whose
-content is checked against the chain first). A failure anywhere appends nothing; a re-run skips versions
-already backed up to the same location and objects whose remote copy already verifies.
+content is checked against the chain first). A failure anywhere appends nothing. A re-run skips a version
+only when every object its backup block at that location records is still there with the recorded size;
+otherwise it uploads what is missing or different (re-using objects whose copy verifies), verifies again
+and appends a new block.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Status(enum.StrEnum):
     """What happened to one version."""
 
     UPLOADED = "uploaded"
+    REPAIRED = "repaired"  # backed up before, but an object had gone or changed: uploaded again
     SKIPPED = "skipped"
     PRUNED = "pruned"
 
@@ -108,7 +111,8 @@ def _backup_one(
     ledger: Ledger, store: RemoteStore, state: LifecycleState, name: str, progress: Progress | None
 ) -> BackupOutcome:
     location = store.location.url
-    if state.latest_backup(name, location) is not None:
+    recorded = state.latest_backup(name, location)
+    if recorded is not None and not remote_problems(store, recorded):
         return BackupOutcome(name, Status.SKIPPED, None, 0, 0)
     if name in state.pruned:
         return BackupOutcome(name, Status.PRUNED, None, 0, 0)
@@ -138,7 +142,8 @@ def _backup_one(
             "verified": True,
         },
     )
-    return BackupOutcome(name, Status.UPLOADED, block.height, uploaded, len(planned))
+    status = Status.UPLOADED if recorded is None else Status.REPAIRED
+    return BackupOutcome(name, status, block.height, uploaded, len(planned))
 
 
 def remote_name(payload: dict[str, Any], role: str, path: str) -> str:
@@ -245,6 +250,13 @@ def audit_backups(
                 if problem is not None:
                     findings.append(Finding(record.height, record.version, FindingClass.REMOTE, problem, item.path))
     return findings, checked
+
+
+def remote_problems(store: RemoteStore, record: BackupRecord) -> list[str]:
+    """Why a recorded backup cannot be relied on (an object missing or of another size; a cheap ``info`` per
+    object, no download); empty when every object is there. Store failures raise ``RemoteStoreError``."""
+    problems = (_check_remote(store, record, item, RemoteCheck.SIZE) for item in record.files)
+    return [problem for problem in problems if problem is not None]
 
 
 def _check_remote(store: RemoteStore, record: BackupRecord, item: BackupFile, mode: RemoteCheck) -> str | None:

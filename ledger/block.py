@@ -7,7 +7,6 @@ signature; the payload enters through its SHA-256. See docs/FORMAT.md for the la
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -40,12 +39,6 @@ def header_bytes(
         "prev_hash": prev_hash,
         "timestamp": timestamp,
     }
-    if all(
-        isinstance(v, str) and v.isascii() and v.isprintable() and '"' not in v and "\\" not in v
-        for v in (prev_hash, timestamp, kind, payload_hash, key_id)
-    ) and all(type(v) is int and abs(v) < 2**53 for v in (format, height)):
-        # Printable ASCII strings and safe integers encode identically in RFC 8785 and the C JSON encoder.
-        return HASH_DOMAIN + json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     return HASH_DOMAIN + canonical(header)
 
 

@@ -12,40 +12,14 @@ from ledger.errors import InputError
 
 
 def canonical(obj: Mapping[str, Any] | list[Any]) -> bytes:
-    """Encode ``obj`` as RFC 8785 bytes; refuse values JCS cannot represent exactly.
+    """Encode ``obj`` as RFC 8785 bytes with the ``rfc8785`` package; refuse values JCS cannot represent exactly.
 
-    Values in the subset where the C JSON encoder's output is byte-identical to RFC 8785 (ASCII keys, safe
-    integers, doubles that print plainly in both, any strings) take the fast path (every append); anything
-    else goes through the ``rfc8785`` package. A property test compares the two on random values.
+    Everything the ledger stores, hashes or signs is encoded here, by the maintained implementation.
     """
-    if _encodes_plainly(obj):
-        try:
-            return _FAST_ENCODER.encode(obj).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: let rfc8785 say why it cannot be encoded
     try:
         return rfc8785.dumps(obj)
     except rfc8785.CanonicalizationError as exc:
         raise InputError(f"value cannot be canonicalised (RFC 8785): {exc}") from exc
-
-
-def _encodes_plainly(value: Any, depth: int = 0) -> bool:
-    """True when the C encoder prints ``value`` exactly as RFC 8785 does."""
-    if depth > 64:
-        return False
-    kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(abs(value) <= _MAX_SAFE_INT)
-    if kind is float:
-        # non-integral doubles in this range print the same in Python's repr and in ECMAScript
-        return bool(1e-4 <= abs(value) < 1e16 and not value.is_integer())
-    if kind is dict:
-        return all(type(k) is str and k.isascii() and _encodes_plainly(v, depth + 1) for k, v in value.items())
-    if kind is list:
-        return all(_encodes_plainly(item, depth + 1) for item in value)
-    return False
 
 
 def decode(data: bytes) -> Any:

@@ -33,8 +33,9 @@ SAVE_POINTS = (
 #: ``ledger backup``: after an object is uploaded and verified, and after all, before the block.
 BACKUP_POINTS = ("backup:transferred", "backup:uploaded", "commit:inserted")
 
-#: ``ledger prune``: between two file removals, after the removals and before the prune block.
-PRUNE_POINTS = ("prune:unlinked", "prune:removed", "commit:inserted")
+#: ``ledger prune`` (write-ahead): checks done, block not written; block inserted, not committed; between two
+#: file removals after the block; after the removals, before empty adapter directories are removed.
+PRUNE_POINTS = ("prune:checked", "commit:inserted", "prune:unlinked", "prune:removed")
 
 #: ``ledger restore``: downloads verified but not placed, placed but not recorded.
 RESTORE_POINTS = ("restore:downloaded", "restore:renamed", "commit:inserted")

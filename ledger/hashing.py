@@ -38,6 +38,19 @@ class FileDigest:
     blake3: str
 
 
+@dataclass(frozen=True, slots=True)
+class FileEnds:
+    """The first and last bytes of a file, kept from the read that hashed it.
+
+    Enough for readers that look only at a file's ends (a zip archive's directory and first entry, a
+    safetensors header) to describe the file without reading it a second time.
+    """
+
+    size: int
+    head: bytes
+    tail: bytes
+
+
 def sha256_hex(data: bytes) -> str:
     """Lowercase hex SHA-256 of a small in-memory value (canonical JSON, record bodies)."""
     return hashlib.sha256(data).hexdigest()
@@ -102,17 +115,34 @@ def hash_file(
     calling thread after each chunk of ``n`` bytes is read. ``follow_symlinks=False`` refuses a symbolic
     link as the last component (directory manifests use it).
     """
+    return _hash(path, progress=progress, follow_symlinks=follow_symlinks, keep=0)[0]
+
+
+def hash_file_ends(
+    path: Path, *, keep: int = CHUNK_SIZE, progress: Callable[[int], None] | None = None
+) -> tuple[FileDigest, FileEnds]:
+    """``hash_file``, also keeping the first and last ``keep`` bytes (at most one chunk) of the same read."""
+    digest, ends = _hash(path, progress=progress, follow_symlinks=True, keep=min(keep, CHUNK_SIZE))
+    assert ends is not None
+    return digest, ends
+
+
+def _hash(
+    path: Path, *, progress: Callable[[int], None] | None, follow_symlinks: bool, keep: int
+) -> tuple[FileDigest, FileEnds | None]:
     fd, info = _open_regular(path, follow_symlinks=follow_symlinks)
     with open(fd, "rb", buffering=0, closefd=True) as stream:
         try:
             if info.st_size <= CHUNK_SIZE:
-                return _hash_serial(stream, progress, info.st_size)
-            return _hash_parallel(stream, progress)
+                return _hash_serial(stream, progress, info.st_size, keep)
+            return _hash_parallel(stream, progress, keep)
         except OSError as exc:
             raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
 
 
-def _hash_serial(stream: io.FileIO, progress: Callable[[int], None] | None, expected: int) -> FileDigest:
+def _hash_serial(
+    stream: io.FileIO, progress: Callable[[int], None] | None, expected: int, keep: int
+) -> tuple[FileDigest, FileEnds | None]:
     sha = hashlib.sha256()
     b3 = blake3.blake3()
     # Sized to the file: a zeroed 8 MiB buffer per small file cost more than hashing it (adapter directories
@@ -120,21 +150,31 @@ def _hash_serial(stream: io.FileIO, progress: Callable[[int], None] | None, expe
     buffer = bytearray(min(CHUNK_SIZE, max(expected, _SMALL_READ)))
     view = memoryview(buffer)
     size = 0
+    head = tail = b""
     while n := stream.readinto(view):
         sha.update(view[:n])
         b3.update(view[:n])
+        if keep:
+            if size < keep:
+                head += view[: min(n, keep - size)]
+            tail = (tail + view[:n])[-keep:]
         size += n
         if progress is not None:
             progress(n)
-    return FileDigest(size, sha.hexdigest(), b3.hexdigest())
+    digest = FileDigest(size, sha.hexdigest(), b3.hexdigest())
+    return digest, FileEnds(size, head, tail) if keep else None
 
 
-def _hash_parallel(stream: io.FileIO, progress: Callable[[int], None] | None) -> FileDigest:
+def _hash_parallel(
+    stream: io.FileIO, progress: Callable[[int], None] | None, keep: int
+) -> tuple[FileDigest, FileEnds | None]:
     sha = hashlib.sha256()
     b3 = blake3.blake3()
     buffers = [bytearray(CHUNK_SIZE) for _ in range(_BUFFERS)]
     pending: list[tuple[Future[object], Future[object]] | None] = [None] * _BUFFERS
     size = 0
+    head = b""
+    last: list[memoryview] = []  # the last two chunks: their ring slots are not refilled before the loop ends
     with (
         ThreadPoolExecutor(1, thread_name_prefix="ledger-sha256") as sha_worker,
         ThreadPoolExecutor(1, thread_name_prefix="ledger-blake3") as b3_worker,
@@ -152,6 +192,10 @@ def _hash_parallel(stream: io.FileIO, progress: Callable[[int], None] | None) ->
                 break
             chunk = view[:n]
             pending[slot] = (sha_worker.submit(sha.update, chunk), b3_worker.submit(b3.update, chunk))
+            if keep:
+                if size < keep:
+                    head += chunk[: keep - size]
+                last = [*last[-1:], chunk]
             size += n
             if progress is not None:
                 progress(n)
@@ -160,29 +204,59 @@ def _hash_parallel(stream: io.FileIO, progress: Callable[[int], None] | None) ->
             if busy is not None:
                 busy[0].result()
                 busy[1].result()
-    return FileDigest(size, sha.hexdigest(), b3.hexdigest())
+    digest = FileDigest(size, sha.hexdigest(), b3.hexdigest())
+    return digest, FileEnds(size, head, b"".join(bytes(c) for c in last)[-keep:]) if keep else None
 
 
-def blake3_file(path: Path, *, follow_symlinks: bool = True) -> tuple[int, str]:
-    """Size and BLAKE3 of a file by the fastest path (memory map, all cores), for quick audits.
+_MAPPED_STEP = 256 << 20
+"""Bytes of a memory-mapped file hashed per call (all threads), between progress reports."""
+
+
+def blake3_file(
+    path: Path, *, follow_symlinks: bool = True, progress: Callable[[int], None] | None = None
+) -> tuple[int, str]:
+    """Size and BLAKE3 of a file by the fastest path, for audits: one plain read for a small file, a memory
+    map hashed on all cores for a large one.
 
     The size reported is the size of the bytes hashed (from the same open file), so a file replaced
-    between the size check and the hashing cannot produce a mismatched pair.
+    between the size check and the hashing cannot produce a mismatched pair. ``progress(n)`` is called
+    after each step of ``n`` bytes.
     """
     fd, info = _open_regular(path, follow_symlinks=follow_symlinks)
     try:
-        if info.st_size == 0:  # mmap refuses empty files
-            return 0, blake3.blake3().hexdigest()
+        if info.st_size <= CHUNK_SIZE:  # a map and a thread pool cost more than reading a small file
+            with open(fd, "rb", buffering=0, closefd=False) as stream:
+                try:
+                    digest = _blake3_serial(stream, info.st_size)
+                except OSError as exc:
+                    raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
+            if progress is not None:
+                progress(digest[0])
+            return digest
         try:
             mapped = mmap.mmap(fd, info.st_size, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise _read_error(path, exc, follow_symlinks=follow_symlinks) from None
-        with mapped:
-            hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
-            hasher.update(mapped)
-            return info.st_size, hasher.hexdigest()
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        with mapped, memoryview(mapped) as view:  # every view released before the map closes
+            for start in range(0, info.st_size, _MAPPED_STEP):
+                with view[start : start + _MAPPED_STEP] as step:
+                    hasher.update(step)
+                    if progress is not None:
+                        progress(len(step))
+        return info.st_size, hasher.hexdigest()
     finally:
         os.close(fd)
+
+
+def _blake3_serial(stream: io.FileIO, expected: int) -> tuple[int, str]:
+    hasher = blake3.blake3()
+    view = memoryview(bytearray(max(expected, _SMALL_READ)))
+    size = 0
+    while n := stream.readinto(view):
+        hasher.update(view[:n])
+        size += n
+    return size, hasher.hexdigest()
 
 
 class HashingWriter:

@@ -63,7 +63,8 @@ class BackupRecord:
 
 @dataclass(frozen=True, slots=True)
 class PruneRecord:
-    """A prune block still in force (no restore after it)."""
+    """The prune blocks of a version still in force (no restore after them), merged: the newest block's height,
+    location and backup, and every file any of them released."""
 
     height: int
     timestamp: str
@@ -151,13 +152,15 @@ def _apply(state: LifecycleState, block: Block) -> None:
         state.backups.setdefault(record.version, []).append(record)
     elif block.kind == PRUNE:
         version = str(data["version"])
+        earlier = state.pruned.get(version)
+        released = earlier.files if earlier is not None else ()
         state.pruned[version] = PruneRecord(
             block.height,
             block.timestamp,
             version,
             str(data["location"]),
             int(data["backup_height"]),
-            tuple(str(p) for p in data["files"]),
+            released + tuple(str(p) for p in data["files"] if str(p) not in released),
         )
     elif block.kind == RESTORE:
         state.pruned.pop(str(data["version"]), None)

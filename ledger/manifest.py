@@ -7,22 +7,23 @@ import itertools
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ledger.canonical import canonical
 from ledger.errors import FileInputError, JSONInputError, UnsafePathError
 from ledger.fsutil import check_recorded, display_path, os_reason
-from ledger.hashing import hash_file
+from ledger.hashing import blake3_file, hash_file
 
 FORMAT = "ledger-manifest-v1"
 ALGORITHMS = ("sha256", "blake3")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _ENTRY_KEYS = frozenset({"path", "size", "sha256", "blake3"})
 _MAX_SIZE = 2**53 - 1  # largest integer RFC 8785 (I-JSON) represents exactly
+T = TypeVar("T")
 
 
 def _sort_key(path: str) -> bytes:
@@ -141,12 +142,8 @@ def _walk(directory: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def hash_directory(directory: Path, *, workers: int | None = None) -> Manifest:
-    """Hash every regular file below ``directory`` (SHA-256 + BLAKE3, files in parallel) into a manifest.
-
-    Symbolic links, FIFOs, sockets, devices and non-UTF-8 names are refused rather than skipped: a manifest
-    must describe exactly what a loader would read. An empty directory gives a manifest of no files.
-    """
+def _directory(directory: Path) -> Path:
+    """``directory`` itself when it is a real directory (not a link to one); refuse anything else."""
     try:
         mode = directory.lstat().st_mode
     except OSError as exc:
@@ -155,17 +152,33 @@ def hash_directory(directory: Path, *, workers: int | None = None) -> Manifest:
         raise UnsafePathError(f"{display_path(directory)} is a symbolic link, not a directory")
     if not stat.S_ISDIR(mode):
         raise FileInputError(f"{display_path(directory)} is not a directory")
-    files = _walk(directory)
+    return directory
+
+
+def _each(work: Callable[[tuple[str, Path]], T], files: list[tuple[str, Path]], workers: int | None) -> list[T]:
+    """``work`` over the files, in parallel threads (the hashers release the GIL), results in order."""
+    if len(files) <= 1:
+        return list(map(work, files))
+    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(work, files))
+
+
+def hash_directory(
+    directory: Path, *, workers: int | None = None, progress: Callable[[int], None] | None = None
+) -> Manifest:
+    """Hash every regular file below ``directory`` (SHA-256 + BLAKE3, files in parallel) into a manifest.
+
+    Symbolic links, FIFOs, sockets, devices and non-UTF-8 names are refused rather than skipped: a manifest
+    must describe exactly what a loader would read. An empty directory gives a manifest of no files.
+    ``progress(n)`` is told the bytes hashed (from the hashing threads).
+    """
 
     def one(item: tuple[str, Path]) -> ManifestEntry:
         relative, path = item
-        digest = hash_file(path, follow_symlinks=False)
+        digest = hash_file(path, follow_symlinks=False, progress=progress)
         return ManifestEntry(relative, digest.size, digest.sha256, digest.blake3)
 
-    if len(files) <= 1:
-        return Manifest(tuple(map(one, files)))
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        return Manifest(tuple(pool.map(one, files)))
+    return Manifest(tuple(_each(one, _walk(_directory(directory)), workers)))
 
 
 ChangeKind = Literal["added", "removed", "changed", "renamed"]
@@ -180,46 +193,44 @@ class ManifestChange:
     detail: str
 
 
-def _short(digest: str) -> str:
-    return digest[:12]
-
-
-def _describe_change(old: ManifestEntry, new: ManifestEntry) -> str:
-    parts: list[str] = []
-    if old.size != new.size:
-        parts.append(f"size {old.size} -> {new.size}")
-    if old.sha256 != new.sha256:
-        parts.append(f"sha256 {_short(old.sha256)}… -> {_short(new.sha256)}…")
-    if old.blake3 != new.blake3:
-        parts.append(f"blake3 {_short(old.blake3)}… -> {_short(new.blake3)}…")
-    return ", ".join(parts)
-
-
-def compare(recorded: Manifest, actual: Manifest) -> list[ManifestChange]:
+def verify_directory(
+    directory: Path,
+    recorded: Manifest,
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[ManifestChange]:
     """List what differs between the recorded manifest and the directory as it is now.
 
-    A removed file and an added file with the same size and SHA-256 are reported as one ``renamed``
-    change at the new path (detail ``from <old path>``). Order: by the UTF-8 bytes of the path.
+    Every file is re-hashed with BLAKE3 alone, files in parallel (the audit's full check: one digest finds any
+    change, and BLAKE3 is the fast one); the walk refuses what ``hash_directory`` refuses. A removed file and
+    an added file with the same size and BLAKE3 are one ``renamed`` change at the new path (detail ``from <old
+    path>``). Order: by the UTF-8 bytes of the path. ``progress(n)`` is called with the bytes of each file.
     """
-    before = {entry.path: entry for entry in recorded.entries}
-    after = {entry.path: entry for entry in actual.entries}
+
+    def one(item: tuple[str, Path]) -> tuple[str, tuple[int, str]]:
+        relative, path = item
+        return relative, blake3_file(path, follow_symlinks=False, progress=progress)
+
+    after = dict(_each(one, _walk(_directory(directory)), workers))
+    before = {entry.path: (entry.size, entry.blake3) for entry in recorded.entries}
     changes: list[ManifestChange] = []
-    removed: dict[tuple[int, str], list[ManifestEntry]] = {}
+    removed: dict[tuple[int, str], list[str]] = {}
     for path in sorted(before.keys() - after.keys(), key=_sort_key):
-        entry = before[path]
-        removed.setdefault((entry.size, entry.sha256), []).append(entry)
+        removed.setdefault(before[path], []).append(path)
     for path in sorted(after.keys() - before.keys(), key=_sort_key):
-        entry = after[path]
-        candidates = removed.get((entry.size, entry.sha256))
+        candidates = removed.get(after[path])
         if candidates:
-            source = candidates.pop(0)
-            changes.append(ManifestChange(path, "renamed", f"from {display_path(source.path)}"))
+            changes.append(ManifestChange(path, "renamed", f"from {display_path(candidates.pop(0))}"))
         else:
-            changes.append(ManifestChange(path, "added", f"size {entry.size}"))
-    for group in removed.values():
-        changes.extend(ManifestChange(entry.path, "removed", f"size {entry.size}") for entry in group)
+            changes.append(ManifestChange(path, "added", f"size {after[path][0]}"))
+    for (size, _digest), paths in removed.items():
+        changes.extend(ManifestChange(path, "removed", f"size {size}") for path in paths)
     for path in before.keys() & after.keys():
-        if before[path] != after[path]:
-            changes.append(ManifestChange(path, "changed", _describe_change(before[path], after[path])))
+        (old_size, old), (new_size, new) = before[path], after[path]
+        if old_size != new_size:
+            changes.append(ManifestChange(path, "changed", f"size {old_size} -> {new_size}"))
+        elif old != new:
+            changes.append(ManifestChange(path, "changed", f"blake3 {old[:12]}… -> {new[:12]}…"))
     changes.sort(key=lambda change: (_sort_key(change.path), change.change))
     return changes

@@ -15,10 +15,10 @@ from typing import Any
 from ledger import metadata as metadata_rules
 from ledger.errors import FileInputError, InputError, MetadataError, NamingError, UnsafePathError
 from ledger.fsutil import display_path, relative_inside
-from ledger.hashing import FileDigest, hash_file
+from ledger.hashing import FileDigest, hash_file, hash_file_ends
 from ledger.manifest import Manifest, hash_directory
 from ledger.strictjson import read_object
-from ledger.tensors import summarise
+from ledger.tensors import TensorSummary, summarise_ends
 from ledger.versions import VersionName, check_question_id
 
 WEIGHT_SUFFIXES = (".pth", ".safetensors")
@@ -72,7 +72,7 @@ def prepare_version(
         raise NamingError(f"metadata {display_path(metadata)} names {meta_name}, but the weights are {name}")
     metadata_path = models_dir / metadata_rel
     committed = metadata_rules.validate(read_object(metadata_path), expected=name)
-    committed, training_data = training_data_of(committed, data)
+    committed, training_data = training_data_of(committed, data, progress=progress)
 
     adapter_record = _adapter_record(adapters_dir, adapter, name)
     weights_record = None
@@ -93,15 +93,17 @@ def prepare_version(
     return PreparedVersion(name, stage, question, metadata_path, committed, body)
 
 
-def training_data_of(committed: dict[str, Any], data: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def training_data_of(
+    committed: dict[str, Any], data: Path | None, *, progress: Callable[[int], None] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Check (or fill in) ``training_data_hash`` from ``data``; the ledger never just trusts a hash it can compute.
 
     Returns the committed metadata (with the hash filled in when it was absent) and the payload's
-    ``training_data`` record.
+    ``training_data`` record. ``progress(n)`` is told the bytes hashed.
     """
     training_data: dict[str, Any] = {"computed": False}
     if data is not None:
-        digest, data_kind = _hash_data(data)
+        digest, data_kind = _hash_data(data, progress)
         present = metadata_rules.check_training_data_hash(committed, digest)
         if not present:
             committed = metadata_rules.fill_training_data_hash(committed, digest)
@@ -142,28 +144,32 @@ def weights_record_of(
     path: Path,
     relative: str,
     *,
-    digest: FileDigest | None = None,
+    written: tuple[FileDigest, TensorSummary] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """The payload's ``weights`` record for the file at ``path``, recorded under ``relative``.
 
-    ``digest`` is the digest computed while the file was written (``save_version``): then the weights are not
-    read again; only the pickle's small ``data.pkl`` is read to describe the tensors.
+    The file is read once: that read gives both digests and the ends the tensor figures come from.
+    ``written`` is what ``save_version`` already knows (the digests of the bytes it streamed out, the figures of
+    the state dict it saved): then the file is not read at all.
     """
     before = _stat(path)
     if before.st_size == 0:
         raise FileInputError(f"weight file {display_path(path)} is empty")
-    if digest is None:
-        digest = hash_file(path, progress=progress)
-    elif digest.size != before.st_size:
-        raise FileInputError(
-            f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
-        )
-    try:
-        tensors: dict[str, Any] | None = summarise(path).to_json()
-        refused = None
-    except InputError as exc:  # unsafe or unreadable pickles are recorded by their bytes alone
-        tensors, refused = None, str(exc)
+    refused = None
+    tensors: TensorSummary | None
+    if written is None:
+        digest, ends = hash_file_ends(path, progress=progress)
+        try:
+            tensors = summarise_ends(path, ends)
+        except InputError as exc:  # unsafe or unreadable pickles are recorded by their bytes alone
+            tensors, refused = None, str(exc)
+    else:
+        digest, tensors = written
+        if digest.size != before.st_size:
+            raise FileInputError(
+                f"weight file {display_path(path)} has {before.st_size} bytes, but {digest.size} were written"
+            )
     record: dict[str, Any] = {
         "path": relative,
         "format": Path(relative).suffix.lstrip("."),
@@ -171,7 +177,7 @@ def weights_record_of(
         "sha256": digest.sha256,
         "blake3": digest.blake3,
         "mtime_ns": str(_stat(path).st_mtime_ns),  # a string: JCS integers stop at 2**53
-        "tensors": tensors,
+        "tensors": None if tensors is None else tensors.to_json(),
     }
     if refused is not None:
         record["not_inspected"] = refused
@@ -209,10 +215,10 @@ def _adapter_base_model(directory: Path, manifest: Manifest) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _hash_data(path: Path) -> tuple[str, str]:
+def _hash_data(path: Path, progress: Callable[[int], None] | None) -> tuple[str, str]:
     if path.is_dir() and not path.is_symlink():
-        return hash_directory(path).root, "directory"
-    return hash_file(path).sha256, "file"
+        return hash_directory(path, progress=progress).root, "directory"
+    return hash_file(path, progress=progress).sha256, "file"
 
 
 def _stat(path: Path) -> os.stat_result:

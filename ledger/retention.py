@@ -1,9 +1,12 @@
 """Retention: which versions stay on local disk, and pruning the rest once a verified backup exists.
 
 ``plan`` is pure over the version index and the lifecycle state (one query each), so a dry run over
-10,000 versions needs no per-version work. ``prune`` removes the files of planned versions and appends one
-``prune`` block per version; it refuses outright when a version outside the policy has no verified backup,
-unless asked to prune only the backed-up ones.
+10,000 versions needs no per-version work: it touches neither the files nor the remote store. ``prune``
+is write-ahead: for each planned version it first checks every local file against the backup and every
+remote object of that backup (size), then appends the ``prune`` block naming the files, then removes them.
+A kill after the block leaves files on disk that the block released (the audit checks what is present);
+the next prune removes them without a second block. Versions without a backup, or whose checks fail, are
+listed and left alone; when that is every version the policy would prune, the prune is refused.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ledger.backup import remote_problems
 from ledger.config import RetentionPolicy
 from ledger.errors import PruneRefusedError, StorageError
 from ledger.faults import crash_point
 from ledger.fsutil import display_path, os_reason, resolve_recorded
 from ledger.lifecycle import (
     PRUNE,
+    BackupFile,
     BackupRecord,
     IndexedVersion,
     LifecycleState,
@@ -28,6 +33,7 @@ from ledger.lifecycle import (
     read_state,
     verify_blocks,
 )
+from ledger.remote import Location, RemoteStore, parse_location
 
 if TYPE_CHECKING:
     from ledger.api import Ledger
@@ -37,27 +43,36 @@ PolicyFor = Callable[[str], RetentionPolicy]
 
 @dataclass(frozen=True, slots=True)
 class PruneItem:
-    """A version outside the policy with a verified backup: the files that go, and the backup covering them."""
+    """A version outside the policy with a verified backup: the backup it relies on and the files earlier
+    prune blocks of the version already released."""
 
     version: str
     backup: BackupRecord
     policy: RetentionPolicy
+    released: frozenset[str] = frozenset()
 
     @property
     def files(self) -> tuple[str, ...]:
-        """Relative paths (models dir for weights/metadata, adapters dir for adapter files)."""
-        return tuple(f.path for f in self.backup.files)
+        """The files a new prune block must release (relative to the models or adapters dir): the backup's
+        files that no earlier block released."""
+        return tuple(f.path for f in self.backup.files if f.path not in self.released)
 
 
 @dataclass(frozen=True, slots=True)
 class PrunePlan:
-    """What a prune would do: versions to prune, versions refused (no backup), versions kept by an alias."""
+    """What a prune would do: versions to prune (or to finish: a partial earlier prune), versions without a
+    backup, versions kept by an alias, and versions whose files every prune block already released."""
 
     prune: tuple[PruneItem, ...]
     unbacked: tuple[str, ...]
     protected: tuple[str, ...]
     kept: int
-    already_pruned: int
+    done: tuple[PruneItem, ...]
+
+    @property
+    def already_pruned(self) -> int:
+        """Versions fully released by earlier prune blocks (their files may still linger after a kill)."""
+        return len(self.done)
 
     def to_json(self) -> dict[str, Any]:
         """For ``--json``."""
@@ -84,15 +99,17 @@ def outside_policy(versions: Sequence[IndexedVersion], policy: RetentionPolicy) 
 
 
 def plan(versions: Sequence[IndexedVersion], state: LifecycleState, policy_for: PolicyFor) -> PrunePlan:
-    """Decide what to prune (pure): outside the policy, not pruned yet, not held by an alias, backed up."""
+    """Decide what to prune (pure): outside the policy, not held by an alias, backed up, and with files no
+    prune block released yet."""
     by_model: dict[str, list[IndexedVersion]] = {}
     for version in versions:
         by_model.setdefault(version.model, []).append(version)
     held = set(state.holders().values())
     items: list[PruneItem] = []
+    done: list[PruneItem] = []
     unbacked: list[str] = []
     protected: list[str] = []
-    kept = already = 0
+    kept = 0
     for model in sorted(by_model):
         policy = policy_for(model)
         group = by_model[model]
@@ -100,104 +117,163 @@ def plan(versions: Sequence[IndexedVersion], state: LifecycleState, policy_for: 
         kept += len(group) - len(drop)
         for version in drop:
             name = version.name
-            if name in state.pruned:
-                already += 1
+            record = state.latest_backup(name)
+            pruned = state.pruned.get(name)
+            if pruned is not None:
+                if record is not None:  # a prune block always relies on a backup block
+                    item = PruneItem(name, record, policy, frozenset(pruned.files))
+                    (items if item.files else done).append(item)
             elif name in held:
                 protected.append(name)
+            elif record is None:
+                unbacked.append(name)
             else:
-                record = state.latest_backup(name)
-                if record is None:
-                    unbacked.append(name)
-                else:
-                    items.append(PruneItem(name, record, policy))
-    return PrunePlan(tuple(items), tuple(unbacked), tuple(protected), kept, already)
+                items.append(PruneItem(name, record, policy))
+    return PrunePlan(tuple(items), tuple(unbacked), tuple(protected), kept, tuple(done))
+
+
+@dataclass(frozen=True, slots=True)
+class Pruned:
+    """One version this run pruned: the prune block (new, or the earlier one it finished), the files that
+    block newly released (none when finishing) and the files removed from disk."""
+
+    version: str
+    height: int
+    released: tuple[str, ...]
+    removed: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """For ``--json``."""
+        return {
+            "version": self.version,
+            "height": self.height,
+            "released": list(self.released),
+            "removed": list(self.removed),
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """What a prune did (or would do, for a dry run)."""
+    """What a prune did (or would do, for a dry run), and the versions it left alone with the reason."""
 
     plan: PrunePlan
     dry_run: bool
-    pruned: tuple[tuple[str, int, tuple[str, ...]], ...]  # version, block height, files removed
+    pruned: tuple[Pruned, ...]
+    not_pruned: tuple[tuple[str, str], ...]  # version, why its files stay
 
     def to_json(self) -> dict[str, Any]:
         """For ``--json``."""
         return {
             "dry_run": self.dry_run,
+            "remote_checked": not self.dry_run,
             **self.plan.to_json(),
-            "pruned": [{"version": v, "height": h, "removed": list(f)} for v, h, f in self.pruned],
+            "pruned": [p.to_json() for p in self.pruned],
+            "not_pruned": [{"version": v, "reason": r} for v, r in self.not_pruned],
         }
 
 
-def prune(ledger: Ledger, policy_for: PolicyFor, *, dry_run: bool, only_backed_up: bool = False) -> PruneResult:
-    """Plan and (unless ``dry_run``) prune; refuses with the list when versions lack a backup."""
+def prune(
+    ledger: Ledger, policy_for: PolicyFor, *, open_store: Callable[[Location], RemoteStore], dry_run: bool
+) -> PruneResult:
+    """Plan and (unless ``dry_run``) prune, write-ahead; refuses with the list when versions outside the
+    policy exist but none has a backup it can rely on."""
     state = read_state(ledger)
     decided = plan(indexed_versions(ledger), state, policy_for)
     if dry_run:
-        return PruneResult(decided, True, ())
-    if decided.unbacked and not only_backed_up:
-        shown = ", ".join(decided.unbacked[:20]) + (" ..." if len(decided.unbacked) > 20 else "")
+        return PruneResult(decided, True, (), ())
+    not_pruned: list[tuple[str, str]] = []
+    work: list[tuple[PruneItem, list[tuple[str, Path]]]] = []
+    for item in (*decided.prune, *decided.done):
+        targets = _local_targets(ledger, item)
+        if isinstance(targets, str):
+            not_pruned.append((item.version, targets))
+        elif item.files or targets:
+            work.append((item, targets))
+        else:
+            _remove_empty_adapter_dirs(ledger, item)  # a prune killed before tidying up
+    verify_blocks(ledger, *(ledger.block(item.backup.height) for item, _targets in work))
+    stores: dict[str, RemoteStore] = {}
+    done: list[Pruned] = []
+    for item, targets in work:
+        location = item.backup.location
+        if location not in stores:
+            stores[location] = open_store(parse_location(location))
+        problems = remote_problems(stores[location], item.backup)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            not_pruned.append((item.version, f"its backup at {location} is not intact: {problems[0]}{more}"))
+            continue
+        crash_point("prune:checked")
+        if item.files:
+            height = ledger.append_event(
+                PRUNE,
+                {
+                    "version": item.version,
+                    "files": list(item.files),
+                    "backup_height": item.backup.height,
+                    "location": location,
+                    "policy": item.policy.to_json(),
+                },
+            ).height
+        else:
+            height = state.pruned[item.version].height
+        removed = _remove(ledger, item, targets, height)
+        done.append(Pruned(item.version, height, item.files, removed))
+    refused = [*decided.unbacked, *(version for version, _reason in not_pruned)]
+    if refused and not done:
+        shown = ", ".join(refused[:20]) + (" ..." if len(refused) > 20 else "")
+        reasons = "".join(f"; {version}: {reason}" for version, reason in not_pruned[:5])
         raise PruneRefusedError(
-            f"{len(decided.unbacked)} version(s) outside the retention policy have no verified backup: {shown}; "
-            "nothing was removed. Run `ledger backup` first, or `ledger prune --only-backed-up` to prune the rest",
-            decided.unbacked,
+            f"nothing was pruned: {len(refused)} version(s) outside the retention policy have no backup "
+            f"this prune can rely on: {shown}{reasons}. Run `ledger backup` first",
+            tuple(refused),
         )
-    verify_blocks(ledger, *(ledger.block(item.backup.height) for item in decided.prune))
-    done = []
-    for item in decided.prune:
-        removed: list[str] = []
-        try:
-            _remove(ledger, item, removed)
-        finally:
-            if removed:  # also when a removal failed part-way: record what is gone
-                block = ledger.append_event(
-                    PRUNE,
-                    {
-                        "version": item.version,
-                        "files": removed,
-                        "backup_height": item.backup.height,
-                        "location": item.backup.location,
-                        "policy": item.policy.to_json(),
-                    },
-                )
-                done.append((item.version, block.height, tuple(removed)))
-    return PruneResult(decided, False, tuple(done))
+    return PruneResult(decided, False, tuple(done), tuple(not_pruned))
 
 
-def _root(ledger: Ledger, role: str) -> Path:
-    return ledger.adapters_dir if role == "adapter" else ledger.models_dir
+def _root(ledger: Ledger, entry: BackupFile) -> Path:
+    return ledger.adapters_dir if entry.role == "adapter" else ledger.models_dir
 
 
-def _remove(ledger: Ledger, item: PruneItem, removed: list[str]) -> None:
-    """Remove the local files the backup covers; a file whose size differs from the backup stays (and stops
-    the version) because the backup would not restore it."""
+def _local_targets(ledger: Ledger, item: PruneItem) -> list[tuple[str, Path]] | str:
+    """The files of ``item`` on disk, each with the size its backup has; or why the version must stay (a file
+    of another size would not be restored by that backup; a missing file no prune released is a loss the
+    audit reports, not something to record as pruned)."""
     targets = []
     for entry in item.backup.files:
-        path = resolve_recorded(_root(ledger, entry.role), entry.path)
+        path = resolve_recorded(_root(ledger, entry), entry.path)
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            # Already gone: a prune killed between removing it and appending its block (or a lost file the
-            # verified backup holds). Recording it now is what completes that prune; the audit then is clean.
-            removed.append(entry.path)
-            continue
+            if entry.path in item.released:
+                continue  # removed by an earlier prune
+            return f"{display_path(entry.path)} is missing and no prune released it: restore the version first"
         except OSError as exc:
             raise StorageError(f"cannot inspect {display_path(path)}: {os_reason(exc)}") from None
         if size != entry.size:
-            raise StorageError(
-                f"{display_path(path)} has {size} bytes but its backup has {entry.size}: {item.version} not pruned"
-            )
-        targets.append((entry, path))
-    for entry, path in targets:
+            return f"{display_path(entry.path)} has {size} bytes but its backup has {entry.size}"
+        targets.append((entry.path, path))
+    return targets
+
+
+def _remove(ledger: Ledger, item: PruneItem, targets: list[tuple[str, Path]], height: int) -> tuple[str, ...]:
+    """Remove the files prune block ``height`` released; a failure leaves the rest for the next prune."""
+    removed = []
+    for relative, path in targets:
         try:
             path.unlink()
+        except FileNotFoundError:
+            continue
         except OSError as exc:
-            raise StorageError(f"cannot remove {display_path(path)}: {os_reason(exc)}") from None
-        removed.append(entry.path)
+            raise StorageError(
+                f"cannot remove {display_path(path)}: {os_reason(exc)}; prune block {height} released it, "
+                "so the next `ledger prune` removes it (the audit checks it while it is there)"
+            ) from None
+        removed.append(relative)
         crash_point("prune:unlinked")
-    _remove_empty_adapter_dirs(ledger, item)
     crash_point("prune:removed")
+    _remove_empty_adapter_dirs(ledger, item)
+    return tuple(removed)
 
 
 def _remove_empty_adapter_dirs(ledger: Ledger, item: PruneItem) -> None:

@@ -39,10 +39,11 @@ from ledger.errors import (
     VersionOrderError,
 )
 from ledger.faults import crash_point
-from ledger.fsutil import display_path, fsync_dir, os_reason
+from ledger.fsutil import BackgroundFlush, display_path, fsync_dir, os_reason
 from ledger.hashing import FileDigest, HashingWriter
 from ledger.manifest import hash_directory
 from ledger.recording import PreparedVersion, adapter_record_of, training_data_of, version_body, weights_record_of
+from ledger.tensors import summarise_tensors
 from ledger.timeutil import now
 from ledger.versions import VersionName, check_append, check_question_id, slugify
 
@@ -109,7 +110,9 @@ def save_version(
         if adapter_dir is not None:
             adapter_record = files.stage_adapter(adapter_dir)
         digest = files.write_weights(state)
-        weights_record = weights_record_of(files.weights_tmp, files.weights.name, digest=digest)
+        weights_record = weights_record_of(
+            files.weights_tmp, files.weights.name, written=(digest, summarise_tensors(state))
+        )
         files.write_metadata(committed)
         crash_point("save:written")
         body = version_body(
@@ -244,13 +247,18 @@ class _Files:
             raise StorageError(f"cannot create {display_path(path)}: {os_reason(exc)}") from None
         self.created.append(path)
         try:
-            with open(fd, "wb", buffering=_WRITE_BUFFER) as raw, HashingWriter(raw) as writer:
+            with open(fd, "wb", buffering=_WRITE_BUFFER) as raw:
+                flush = BackgroundFlush(fd)  # write-back overlaps the writing; stopped before the file closes
                 try:
-                    torch.save(state, writer)  # type: ignore[arg-type]  # a write-only binary stream is enough
-                except (pickle.PicklingError, TypeError, AttributeError) as exc:  # what pickle raises for objects
-                    raise InputError(f"cannot serialise the state dict: {' '.join(str(exc).split())}") from None
-                digest = writer.finish()
-                os.fsync(raw.fileno())
+                    with HashingWriter(raw) as writer:
+                        try:
+                            torch.save(state, writer)  # type: ignore[arg-type]  # a write-only stream is enough
+                        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # pickle's errors
+                            raise InputError(f"cannot serialise the state dict: {' '.join(str(exc).split())}") from None
+                        digest = writer.finish()
+                    flush.finish()
+                finally:
+                    flush.stop()
         except OSError as exc:
             raise StorageError(f"cannot write {display_path(path)}: {os_reason(exc)}") from None
         except RuntimeError as exc:  # torch's writer wraps I/O errors of the stream it writes to

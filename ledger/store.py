@@ -9,12 +9,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Table, and_, bindparam, create_engine, event, or_, select, text
+from sqlalchemy import Select, Table, and_, bindparam, create_engine, event, or_, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
@@ -148,7 +149,7 @@ class Store:
                     with connection.begin():
                         before_commit = True
                         if self.dialect == "postgresql":
-                            connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                            connection.exec_driver_sql(_LOCK_SQL)
                         result = work(connection)
                         before_commit = False
                     return result
@@ -171,7 +172,7 @@ class Store:
     @staticmethod
     def head(connection: Connection) -> Block | None:
         """The block with the greatest height, or None for an empty ledger."""
-        row = connection.execute(select(*_COLUMNS).order_by(_TABLE.c.height.desc()).limit(1)).first()
+        row = connection.exec_driver_sql(_HEAD_SQL).first()
         return _to_block(row) if row is not None else None
 
     @staticmethod
@@ -200,8 +201,8 @@ class Store:
 
     @staticmethod
     def insert_block(connection: Connection, block: Block) -> None:
-        """Insert one sealed block."""
-        connection.execute(_TABLE.insert(), [_row_values(block)])
+        """Insert one sealed block (driver-level SQL: this and ``head`` run on every append)."""
+        connection.exec_driver_sql(_driver_sql(connection, _INSERT_BLOCK_SQL), _row_values(block))
 
     @staticmethod
     def insert_blocks(connection: Connection, blocks: Sequence[Block]) -> None:
@@ -213,7 +214,8 @@ class Store:
     def insert_nodes(connection: Connection, nodes: Sequence[tuple[int, int, bytes]]) -> None:
         """Persist completed Merkle subtree hashes."""
         if nodes:
-            connection.execute(_NODES.insert(), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
+            rows = [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            connection.exec_driver_sql(_driver_sql(connection, _INSERT_NODE_SQL), rows if len(rows) > 1 else rows[0])
 
     @staticmethod
     def nodes(connection: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -244,6 +246,28 @@ class Store:
 
 
 _NODE_BATCH = 8
+
+#: The append path's statements as driver SQL: SQLAlchemy's compile-and-cache step cost more than the
+#: statements themselves (~75 µs against ~3 µs for the head query on SQLite). Named parameters are written
+#: ``:name`` and turned into the driver's style by ``_driver_sql``.
+_HEAD_SQL = f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
+_INSERT_BLOCK_SQL = (
+    f"INSERT INTO {_TABLE.name} ({', '.join(c.name for c in _COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c.name for c in _COLUMNS)})"
+)
+_LOCK_SQL = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+_INSERT_NODE_SQL = f"INSERT INTO {_NODES.name} (level, idx, hash) VALUES (:level, :idx, :hash)"
+
+
+@functools.lru_cache(maxsize=16)
+def _styled(sql: str, dialect: str) -> str:
+    # sqlite3 takes ``:name`` as written; psycopg wants ``%(name)s``
+    return re.sub(r":(\w+)", r"%(\1)s", sql) if dialect == "postgresql" else sql
+
+
+def _driver_sql(connection: Connection, sql: str) -> str:
+    """``sql`` with ``:name`` parameters in the connected driver's parameter style."""
+    return _styled(sql, connection.dialect.name)
 
 
 @functools.lru_cache(maxsize=64)

@@ -8,6 +8,7 @@ through ``torch.load(weights_only=True, mmap=True)`` for ``ledger inspect``.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import pickle
@@ -17,9 +18,10 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from ledger.errors import FileInputError, InputError
+from ledger.hashing import FileEnds
 
 MAX_PICKLE_BYTES = 64 << 20
 MAX_HEADER_BYTES = 100 << 20
@@ -159,25 +161,35 @@ def _walk(value: Any, out: list[_Tensor]) -> None:
 
 def summarise_pth(path: Path) -> TensorSummary:
     """Describe a torch zip archive from its pickle alone, never executing it."""
+    return _opened(path, _summarise_pth)
+
+
+def _opened(path: Path, describe: Callable[[BinaryIO, str], TensorSummary]) -> TensorSummary:
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            if len(names) != 1:
-                raise InputError(f"{path.name}: not a torch archive (no single data.pkl)")
-            info = archive.getinfo(names[0])
-            if info.file_size > MAX_PICKLE_BYTES:
-                raise InputError(f"{path.name}: pickle of {info.file_size} bytes is too large to inspect")
-            data = archive.read(names[0])
-    except zipfile.BadZipFile as exc:
-        raise InputError(f"{path.name}: not a torch zip archive (legacy pickle files are not supported)") from exc
+        with path.open("rb") as handle:
+            return describe(handle, path.name)
     except OSError as exc:
         raise FileInputError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _summarise_pth(source: BinaryIO, name: str) -> TensorSummary:
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            if len(names) != 1:
+                raise InputError(f"{name}: not a torch archive (no single data.pkl)")
+            info = archive.getinfo(names[0])
+            if info.file_size > MAX_PICKLE_BYTES:
+                raise InputError(f"{name}: pickle of {info.file_size} bytes is too large to inspect")
+            data = archive.read(names[0])
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{name}: not a torch zip archive (legacy pickle files are not supported)") from exc
     try:
         root = _DescribingUnpickler(_BytesReader(data)).load()
     except UnsafePickleError:
         raise
     except (pickle.UnpicklingError, EOFError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise InputError(f"{path.name}: malformed pickle: {exc}") from exc
+        raise InputError(f"{name}: malformed pickle: {exc}") from exc
     tensors: list[_Tensor] = []
     _walk(root, tensors)
     return _summarise(tensors)
@@ -211,30 +223,31 @@ class _BytesReader:
 
 def summarise_safetensors(path: Path) -> TensorSummary:
     """Describe a ``.safetensors`` file from its JSON header."""
+    return _opened(path, _summarise_safetensors)
+
+
+def _summarise_safetensors(source: BinaryIO, name: str) -> TensorSummary:
     try:
-        with path.open("rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) != 8:
-                raise InputError(f"{path.name}: too short for a safetensors header")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES:
-                raise InputError(f"{path.name}: safetensors header of {length} bytes is too large")
-            header = json.loads(handle.read(length))
-    except OSError as exc:
-        raise FileInputError(f"cannot read {path}: {exc.strerror}") from exc
+        prefix = source.read(8)
+        if len(prefix) != 8:
+            raise InputError(f"{name}: too short for a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > MAX_HEADER_BYTES:
+            raise InputError(f"{name}: safetensors header of {length} bytes is too large")
+        header = json.loads(source.read(length))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: malformed safetensors header") from exc
+        raise InputError(f"{name}: malformed safetensors header") from exc
     if not isinstance(header, dict):
-        raise InputError(f"{path.name}: malformed safetensors header")
+        raise InputError(f"{name}: malformed safetensors header")
     tensors = []
-    for name, entry in header.items():
-        if name == "__metadata__":
+    for key, entry in header.items():
+        if key == "__metadata__":
             continue
         try:
             dtype, itemsize = _SAFETENSORS_SIZES[entry["dtype"]]
             numel = math.prod(int(n) for n in entry["shape"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"{path.name}: tensor {name!r} has a malformed header entry") from exc
+            raise InputError(f"{name}: tensor {key!r} has a malformed header entry") from exc
         tensors.append(_Tensor(dtype, numel, itemsize))
     return _summarise(tensors)
 
@@ -244,6 +257,65 @@ def summarise(path: Path) -> TensorSummary:
     if path.suffix == ".safetensors":
         return summarise_safetensors(path)
     return summarise_pth(path)
+
+
+def summarise_ends(path: Path, ends: FileEnds) -> TensorSummary:
+    """``summarise`` from the ends of the file kept while it was hashed, so it is not read a second time.
+
+    A torch archive's directory is at its end and its pickle is its first entry; a safetensors header is at
+    its start. Only when what is needed lies outside the kept ends (a pickle or directory of many MiB) is
+    the file opened again.
+    """
+    describe = _summarise_safetensors if path.suffix == ".safetensors" else _summarise_pth
+    try:
+        return describe(cast(BinaryIO, _EndsReader(ends)), path.name)
+    except _NotKept:
+        return summarise(path)
+
+
+class _NotKept(Exception):
+    """A read outside the kept ends of a file."""
+
+
+class _EndsReader(io.RawIOBase):
+    """A seekable, read-only view of a file of which only the first and last bytes are known."""
+
+    def __init__(self, ends: FileEnds) -> None:
+        self._ends = ends
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._ends.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        ends = self._ends
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), max(0, ends.size - self._pos))
+        tail_start = ends.size - len(ends.tail)
+        done = 0
+        while done < want:
+            pos = self._pos + done
+            if pos < len(ends.head):
+                piece = ends.head[pos : pos + want - done]
+            elif pos >= tail_start:
+                piece = ends.tail[pos - tail_start : pos - tail_start + want - done]
+            else:
+                raise _NotKept
+            view[done : done + len(piece)] = piece
+            done += len(piece)
+        self._pos += done
+        return done
 
 
 def inspect_with_torch(path: Path) -> TensorSummary:
@@ -259,6 +331,14 @@ def inspect_with_torch(path: Path) -> TensorSummary:
         raise UnsafePickleError(f"{path.name}: torch refused to load it safely: {first}") from exc
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise InputError(f"{path.name}: not a loadable torch file: {exc}") from exc
+    return summarise_tensors(loaded)
+
+
+def summarise_tensors(obj: Any) -> TensorSummary:
+    """Describe the tensors of an object in memory (a loaded file, or a state dict about to be saved): the
+    figures the saved file's pickle gives, without reading any file."""
+    import torch
+
     tensors: list[_Tensor] = []
 
     def walk(value: Any) -> None:
@@ -271,5 +351,5 @@ def inspect_with_torch(path: Path) -> TensorSummary:
             for item in value:
                 walk(item)
 
-    walk(loaded)
+    walk(obj)
     return _summarise(tensors)

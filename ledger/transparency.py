@@ -20,6 +20,7 @@ from ledger.audit import (
     AuditReport,
     ChainScan,
     FilesMode,
+    ProgressStart,
     check_files,
     guard_findings,
     record_block,
@@ -52,6 +53,8 @@ class AuditOptions:
     workers: int | None = None
     incremental: bool = False
     update_state: bool = True
+    progress: ProgressStart | None = None
+    """For a full file check: told the bytes it will hash, returns where to report them (a progress bar)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,7 @@ def run_audit(ledger: Ledger, options: AuditOptions) -> AuditReport:
             models_dir=ledger.models_dir,
             adapters_dir=ledger.adapters_dir,
             mode=options.files,
+            progress=options.progress,
         )
         findings.extend(file_findings)
     if options.files is FilesMode.QUICK:

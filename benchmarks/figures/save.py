@@ -24,8 +24,6 @@ def run_figures(ctx: Context) -> list[Figure]:
     """Alternate torch.save and save_version (each a new version) over the same state dict, same disk."""
     import torch
 
-    from ledger.api import Ledger
-
     bench = make_bench(ctx, "save")
     state = _state(ctx.sizes.save_bytes)
     size = sum(t.numel() * t.element_size() for t in state.values())
@@ -37,21 +35,8 @@ def run_figures(ctx: Context) -> list[Figure]:
     def reference() -> None:
         torch.save(state, plain / f"plain-{next(counter)}.pth")
 
-    ref = [time_of(reference) for _ in range(n + 1)][1:]
+    reference()  # warm-up
     method = f"best of {n}, alternating, {size / GIB:.2f} GiB state dict of float32 tensors, same file system"
-    if not hasattr(Ledger, "save_version"):
-        return [
-            Figure(
-                "save-version",
-                "save_version vs plain torch.save of the same state dict",
-                Status.NOT_AVAILABLE,
-                reference=seconds(ref),
-                reference_name="torch.save",
-                goal=GOAL,
-                method=method,
-                notes=("Ledger.save_version (issue 3) is not on main yet; reference measured alone",),
-            )
-        ]
     ledger = bench.create()
     versions = iter(range(1000))
 
@@ -61,7 +46,7 @@ def run_figures(ctx: Context) -> list[Figure]:
         ledger.save_version(state, seed_metadata(f"{MODEL}-v1.{i}"), kind=kind)
 
     ours_runs: list[float] = []
-    ref = []
+    ref: list[float] = []
     ours()  # warm-up (and v1.0)
     for _ in range(n):
         ours_runs.append(time_of(ours))

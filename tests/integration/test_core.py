@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -477,3 +478,38 @@ def test_metadata_defaults_and_training_hash(ledger_ws: Workspace) -> None:
     expected = "sha256:" + hashlib.sha256(data.read_bytes()).hexdigest()
     assert block.data()["metadata"]["content"]["provenance"]["training_data_hash"] == expected
     assert block.data()["training_data"] == {"computed": True, "kind": "file", "hash": expected}
+
+
+def test_progress_reports_every_byte_hashed(ledger_ws: Workspace) -> None:
+    """append reports the weights and the --data set it hashes; a full audit announces the bytes it will hash
+    (weights and adapter files) and reports exactly those, from its parallel hashing threads."""
+    ledger = open_ledger(ledger_ws)
+    data = ledger_ws.root / "data"
+    data.mkdir()
+    (data / "part-0").write_bytes(os.urandom(3000))
+    (data / "part-1").write_bytes(os.urandom(5000))
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0", content=os.urandom(20_000))
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    del meta["provenance"]["training_data_hash"]
+    weights.with_suffix(".json").write_text(json.dumps(meta))
+    seen: list[int] = []
+    ledger.append(weights, data=data, progress=seen.append)
+    assert sum(seen) == 20_000 + 8000
+    adapter = ledger_ws.adapters / "oneseek-7b-zero-v1.1"
+    (adapter / "sub").mkdir(parents=True)
+    (adapter / "adapter_model.bin").write_bytes(os.urandom(7000))
+    (adapter / "sub" / "notes.txt").write_bytes(b"rank 4\n")
+    ledger.append(ledger_ws.write_version("oneseek-7b-zero-v1.1", content=os.urandom(10_000)))
+
+    announced: list[int] = []
+    hashed: list[int] = []
+
+    def start(total: int) -> Callable[[int], None]:
+        announced.append(total)
+        return hashed.append
+
+    report = ledger.audit(files=FilesMode.FULL, progress=start)
+    assert report.clean, report.findings
+    assert announced == [20_000 + 10_000 + 7000 + 7] and sum(hashed) == announced[0]
+    announced.clear()
+    assert ledger.audit(files=FilesMode.QUICK, progress=start).clean and announced == []  # nothing is hashed

@@ -89,6 +89,27 @@ def test_major_then_two_stages(ledger_ws: Workspace) -> None:
         assert report.findings == (), report.findings
 
 
+def test_save_never_reads_the_weights_back(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Digests come from the bytes as they stream out and the tensor figures from the state dict: no file read
+    back. The figures are exactly what the saved file's own pickle says."""
+    ledger = open_ledger(ledger_ws)
+    state = {"a": torch.ones(3, 5, dtype=torch.float16), "b": [torch.zeros(7, dtype=torch.int64)]}
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("save_version read a weight file back")
+
+    monkeypatch.setattr("ledger.recording.hash_file_ends", refuse)
+    monkeypatch.setattr("ledger.recording.summarise_ends", refuse)
+    monkeypatch.setattr("ledger.tensors.summarise", refuse)
+    block = ledger.save_version(state, meta(), kind="major")
+    monkeypatch.undo()
+    from ledger.tensors import summarise
+
+    recorded = block.data()["weights"]["tensors"]
+    assert recorded == summarise(ledger_ws.models / "oneseek-7b-zero-v1.0.pth").to_json()
+    assert recorded == {"tensors": 2, "parameters": 22, "bytes": 86, "dtypes": {"float16": 15, "int64": 7}}
+
+
 def test_data_hash_filled_from_data(ledger_ws: Workspace) -> None:
     ledger = open_ledger(ledger_ws)
     data = meta()

@@ -480,7 +480,7 @@ def _same_size_edit(adapter: Path) -> None:
 
 ADAPTER_CHANGES: dict[str, tuple[Callable[[Path], object], dict[str, str], dict[str, str]]] = {
     # name: (mutation, {path: words expected in a full audit}, {path: words expected in a quick audit})
-    "changed-same-size": (_same_size_edit, {"adapter_model.bin": "changed sha256"}, {}),
+    "changed-same-size": (_same_size_edit, {"adapter_model.bin": "changed blake3"}, {}),
     "changed-size": (
         lambda a: (a / "adapter_model.bin").write_bytes(b"\x01" * 999),
         {"adapter_model.bin": "changed size 1000 -> 999"},

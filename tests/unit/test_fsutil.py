@@ -1,4 +1,4 @@
-"""Attacks on path confinement and checks that atomic writes never leave a half-written target."""
+"""Attacks on path confinement; atomic writes never leave a half-written target; flush errors are not lost."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from ledger.errors import FileInputError, StorageError, UnsafePathError
 from ledger.fsutil import (
+    BackgroundFlush,
     check_recorded,
     display_path,
     fsync_dir,
@@ -291,3 +292,19 @@ def test_fsync_dir_tolerates_einval(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(os, "fsync", einval)
     fsync_dir(tmp_path)
+
+
+def test_background_flush_error_is_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error met by the background flush (it is reported once per open file) fails the save."""
+
+    def failing(_fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with (tmp_path / "f").open("wb") as handle:
+        flush = BackgroundFlush(handle.fileno(), step=1, poll=0.001)
+        handle.write(b"x" * 4096)
+        handle.flush()
+        flush._thread.join(timeout=10)  # the thread ends at its first error
+        with pytest.raises(OSError, match="Input/output"):
+            flush.finish()

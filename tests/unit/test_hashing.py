@@ -17,7 +17,7 @@ import pytest
 
 from ledger import hashing
 from ledger.errors import FileInputError
-from ledger.hashing import FileDigest, HashingWriter, blake3_file, hash_file, sha256_hex
+from ledger.hashing import FileDigest, HashingWriter, blake3_file, hash_file, hash_file_ends, sha256_hex
 
 SMALL_CHUNK = 1024
 
@@ -81,7 +81,7 @@ def test_file_larger_than_its_stat_is_read_to_the_end(tmp_path: Path) -> None:
     path = tmp_path / "f.bin"
     data = write(path, 5 * hashing._SMALL_READ + 11)
     with open(path, "rb", buffering=0) as stream:
-        assert hashing._hash_serial(stream, None, 10) == reference(data)
+        assert hashing._hash_serial(stream, None, 10, 0) == (reference(data), None)
 
 
 def test_many_chunks_wrap_the_buffer_ring(tmp_path: Path, small_chunks: int) -> None:
@@ -89,6 +89,19 @@ def test_many_chunks_wrap_the_buffer_ring(tmp_path: Path, small_chunks: int) -> 
     path = tmp_path / "f.bin"
     data = write(path, 50 * small_chunks + 3)
     assert hash_file(path) == reference(data)
+
+
+@pytest.mark.parametrize("keep", [1, 100, SMALL_CHUNK])
+@pytest.mark.parametrize("index", range(6))
+def test_hash_file_ends_keeps_head_and_tail_of_the_one_read(
+    tmp_path: Path, small_chunks: int, index: int, keep: int
+) -> None:
+    size = sizes(small_chunks)[index] + (50 * small_chunks if index == 5 else 0)  # also past the buffer ring
+    path = tmp_path / "f.bin"
+    data = write(path, size, seed=index)
+    digest, ends = hash_file_ends(path, keep=keep)
+    assert digest == reference(data) == hash_file(path)
+    assert (ends.size, ends.head, ends.tail) == (size, data[:keep], data[-keep:] if size else b"")
 
 
 def test_known_answer(tmp_path: Path) -> None:

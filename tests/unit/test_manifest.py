@@ -14,7 +14,7 @@ import pytest
 import rfc8785
 
 from ledger.errors import FileInputError, InputError, JSONInputError, UnsafePathError
-from ledger.manifest import Manifest, ManifestChange, ManifestEntry, compare, hash_directory
+from ledger.manifest import Manifest, ManifestChange, ManifestEntry, hash_directory, verify_directory
 
 FILES = {
     "adapter_config.json": b'{"r": 8}',
@@ -175,7 +175,7 @@ def test_non_utf8_name_is_refused(tmp_path: Path) -> None:
     message.encode("utf-8")
 
 
-# --- compare -------------------------------------------------------------------------------------
+# --- verify_directory --------------------------------------------------------------------------
 
 
 def base(tmp_path: Path) -> tuple[Path, Manifest]:
@@ -185,7 +185,9 @@ def base(tmp_path: Path) -> tuple[Path, Manifest]:
 
 def test_identical_has_no_changes(tmp_path: Path) -> None:
     directory, recorded = base(tmp_path)
-    assert compare(recorded, hash_directory(directory)) == []
+    seen: list[int] = []
+    assert verify_directory(directory, recorded, progress=seen.append) == []
+    assert sum(seen) == recorded.total_size
 
 
 def test_every_kind_of_change(tmp_path: Path) -> None:
@@ -194,7 +196,7 @@ def test_every_kind_of_change(tmp_path: Path) -> None:
     (directory / "gone").unlink()
     (directory / "move").rename(directory / "moved")
     (directory / "new").write_bytes(b"fresh")
-    changes = compare(recorded, hash_directory(directory))
+    changes = verify_directory(directory, recorded)
     assert [(c.path, c.change) for c in changes] == [
         ("edit", "changed"),
         ("gone", "removed"),
@@ -202,24 +204,31 @@ def test_every_kind_of_change(tmp_path: Path) -> None:
         ("new", "added"),
     ]
     assert changes[2].detail == "from move"
-    assert "size 3 -> 4" in changes[0].detail
-    assert "sha256" in changes[0].detail
+    assert changes[0].detail == "size 3 -> 4"
 
 
 def test_same_size_content_change_is_detected(tmp_path: Path) -> None:
     directory, recorded = base(tmp_path)
     (directory / "keep").write_bytes(b"SAME")
-    assert compare(recorded, hash_directory(directory)) == [
-        ManifestChange("keep", "changed", compare(recorded, hash_directory(directory))[0].detail)
-    ]
-    assert "size" not in compare(recorded, hash_directory(directory))[0].detail
+    (change,) = verify_directory(directory, recorded)
+    assert (change.path, change.change) == ("keep", "changed")
+    assert change.detail.startswith("blake3 ") and "size" not in change.detail
+
+
+def test_recorded_blake3_is_what_is_checked(tmp_path: Path) -> None:
+    """A manifest whose BLAKE3 does not match the bytes (a forged entry with the right SHA-256) is a change."""
+    directory, recorded = base(tmp_path)
+    forged = Manifest(
+        tuple(ManifestEntry(e.path, e.size, e.sha256, "0" * 64) if e.path == "keep" else e for e in recorded.entries)
+    )
+    assert [(c.path, c.change) for c in verify_directory(directory, forged)] == [("keep", "changed")]
 
 
 def test_rename_needs_same_content(tmp_path: Path) -> None:
     directory, recorded = base(tmp_path)
     (directory / "move").unlink()
     (directory / "other").write_bytes(b"MOVER")  # same size, different bytes: not a rename
-    changes = compare(recorded, hash_directory(directory))
+    changes = verify_directory(directory, recorded)
     assert [(c.path, c.change) for c in changes] == [("move", "removed"), ("other", "added")]
 
 
@@ -228,26 +237,24 @@ def test_duplicate_content_renames_pair_deterministically(tmp_path: Path) -> Non
     recorded = hash_directory(directory)
     (directory / "a1").rename(directory / "b1")
     (directory / "a2").rename(directory / "b2")
-    changes = compare(recorded, hash_directory(directory))
-    assert changes == [
+    assert verify_directory(directory, recorded) == [
         ManifestChange("b1", "renamed", "from a1"),
         ManifestChange("b2", "renamed", "from a2"),
     ]
 
 
-def test_compare_against_empty(tmp_path: Path) -> None:
-    _, recorded = base(tmp_path)
-    empty = Manifest(())
-    assert {c.change for c in compare(recorded, empty)} == {"removed"}
-    assert {c.change for c in compare(empty, recorded)} == {"added"}
+def test_verify_against_empty(tmp_path: Path) -> None:
+    directory, recorded = base(tmp_path)
+    assert {c.change for c in verify_directory(directory, Manifest(()))} == {"added"}
+    empty = make_tree(tmp_path / "e", {})
+    assert {c.change for c in verify_directory(empty, recorded)} == {"removed"}
 
 
-def test_blake3_only_difference_is_reported() -> None:
-    entry = ManifestEntry("f", 1, "a" * 64, "b" * 64)
-    forged = ManifestEntry("f", 1, "a" * 64, "c" * 64)
-    (change,) = compare(Manifest((entry,)), Manifest((forged,)))
-    assert change.change == "changed"
-    assert "blake3" in change.detail
+def test_verify_refuses_what_hashing_refuses(tmp_path: Path) -> None:
+    directory, recorded = base(tmp_path)
+    (directory / "link").symlink_to(directory / "keep")
+    with pytest.raises(UnsafePathError):
+        verify_directory(directory, recorded)
 
 
 # --- JSON round trip -----------------------------------------------------------------------------

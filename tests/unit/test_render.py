@@ -40,21 +40,33 @@ def big_file(tmp_path: Path) -> Path:
 def test_progress_on_terminal_for_large_file(big_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = FakeTTY()
     monkeypatch.setattr(sys, "stderr", fake)
-    with render.hashing_progress(settings(json=False), big_file) as progress:
+    with render.progress_bar(settings(json=False)) as start:
+        progress = start(render.size_of(big_file))
         assert progress is not None
         progress(render.PROGRESS_THRESHOLD + 1)
+    assert "hashing" in fake.getvalue()
 
 
 @pytest.mark.parametrize("json", [True, False])
 def test_no_progress_with_json_or_pipe(big_file: Path, monkeypatch: pytest.MonkeyPatch, json: bool) -> None:
-    monkeypatch.setattr(sys, "stderr", FakeTTY() if json else io.StringIO())
-    with render.hashing_progress(settings(json=json), big_file) as progress:
-        assert progress is None
+    stderr = FakeTTY() if json else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with render.progress_bar(settings(json=json)) as start:
+        assert start(render.size_of(big_file)) is None
+    assert stderr.getvalue() == ""
 
 
-def test_no_progress_for_small_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_progress_for_small_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = tmp_path / "small.pth"
     small.write_bytes(b"x")
     monkeypatch.setattr(sys, "stderr", FakeTTY())
-    with render.hashing_progress(settings(json=False), small) as progress:
-        assert progress is None
+    with render.progress_bar(settings(json=False)) as start:
+        assert start(render.size_of(small, None, tmp_path / "missing")) is None
+
+
+def test_size_of_counts_directories(tmp_path: Path) -> None:
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a").write_bytes(b"12345")
+    (tmp_path / "d" / "sub" / "b").write_bytes(b"123")
+    (tmp_path / "f").write_bytes(b"1")
+    assert render.size_of(tmp_path / "d", tmp_path / "f", None) == 9

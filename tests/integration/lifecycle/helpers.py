@@ -61,3 +61,27 @@ def temp_leftovers(*folders: Any) -> list[str]:
         for root, dirs, files in os.walk(folder):
             out += [os.path.join(root, n) for n in files + dirs if n.endswith(".tmp")]
     return out
+
+
+def prune_block(ledger: Ledger, version: str, files: list[str]) -> None:
+    """Append a ``prune`` block releasing only ``files`` of ``version`` (what an interrupted prune of an earlier
+    release left behind), relying on its newest backup; the caller removes the files it means to be gone."""
+    backup = [b for b in ledger.blocks_of_kind("backup") if b.data()["version"] == version][-1]
+    ledger.append_event(
+        "prune",
+        {
+            "version": version,
+            "files": files,
+            "backup_height": backup.height,
+            "location": backup.data()["location"],
+            "policy": {"keep_major": 0, "keep_micro": 0},
+        },
+    )
+
+
+def damage(store: RemoteStore, relative: str, how: str) -> None:
+    """Break one backup object: ``delete`` it, or ``resize`` it (other bytes of another size)."""
+    if how == "delete":
+        store.remove(relative)
+    else:
+        store.fs.pipe_file(store.location.path(relative), b"short")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,17 @@ from ledger.restore import restore
 from ledger.retention import prune
 from tests.conftest import Workspace
 from tests.integration.lifecycle.conftest import CuttingProxy
-from tests.integration.lifecycle.helpers import MODEL, kinds, memory_location, opener, payloads, record, temp_leftovers
+from tests.integration.lifecycle.helpers import (
+    MODEL,
+    damage,
+    kinds,
+    memory_location,
+    opener,
+    payloads,
+    prune_block,
+    record,
+    temp_leftovers,
+)
 
 V10, V11 = f"{MODEL}-v1.0", f"{MODEL}-v1.1"
 KEEP_NONE = lambda _m: RetentionPolicy(0, 0)  # noqa: E731
@@ -44,6 +55,35 @@ def test_backup_memory_records_verified_block_and_is_idempotent(ledger_ws: Works
     assert ledger.head().height == height
     findings, checked = audit_backups(ledger, mode=RemoteCheck.FULL, open_store=opener())
     assert findings == [] and checked == 8
+
+
+@pytest.mark.parametrize("scheme", ["file", "s3"])
+@pytest.mark.parametrize("how", ["delete", "resize"])
+def test_backup_rerun_repairs_a_remote_copy_that_is_gone(
+    ledger_ws: Workspace, request: pytest.FixtureRequest, tmp_path: Path, scheme: str, how: str
+) -> None:
+    """Only verified copies are skipped: a re-run looks at every recorded object and uploads again what is not
+    there (or not of the recorded size), verifies it and records a new block."""
+    ledger = record(ledger_ws, "1.0", "1.1", adapter=True)
+    if scheme == "s3":
+        options = RemoteOptions(s3_endpoint_url=request.getfixturevalue("s3_endpoint"), retries=1)
+        location = parse_location(f"s3://{request.getfixturevalue('s3_bucket')}/b")
+    else:
+        options, location = RemoteOptions(), parse_location(f"file://{tmp_path / 'remote'}")
+    store = open_store(location, options)
+    backup(ledger, store)
+    lost = f"{MODEL}/{V10}/adapters/{V10}/sub/notes.txt"
+    damage(store, lost, how)
+    assert audit_backups(ledger, mode=RemoteCheck.SIZE, open_store=opener(options))[0] != []
+    height = ledger.head().height
+    again = backup(ledger, open_store(location, options))
+    assert [o.status for o in again] == [Status.REPAIRED, Status.SKIPPED]
+    assert again[0].height == height + 1 and ledger.head().height == height + 1
+    assert again[0].uploaded_bytes == len(f"adapter of {V10}\n")  # the verified objects were not sent again
+    assert [p["version"] for p in payloads(ledger, "backup")] == [V10, V11, V10]
+    for mode in RemoteCheck:
+        assert audit_backups(ledger, mode=mode, open_store=opener(options))[0] == [], mode
+    assert [o.status for o in backup(ledger, open_store(location, options))] == [Status.SKIPPED] * 2
 
 
 def test_backup_refuses_changed_local_file(ledger_ws: Workspace) -> None:
@@ -73,8 +113,8 @@ def test_prune_then_audit_then_restore_file_store(ledger_ws: Workspace, tmp_path
     ledger = record(ledger_ws, "1.0", "1.1", adapter=True)
     location = parse_location(f"file://{tmp_path / 'backup'}")
     backup(ledger, open_store(location, RemoteOptions()))
-    result = prune(ledger, KEEP_NONE, dry_run=False)
-    assert [v for v, _h, _f in result.pruned] == [V10, V11]
+    result = prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
+    assert [p.version for p in result.pruned] == [V10, V11]
     assert not (ledger_ws.models / f"{V10}.pth").exists() and not (ledger_ws.adapters / V10).exists()
     report = ledger.audit(files=FilesMode.FULL)
     assert report.clean, report.findings
@@ -113,12 +153,33 @@ def test_missing_local_file_without_prune_is_still_a_finding(ledger_ws: Workspac
     assert [f.kind for f in ledger.audit().findings] == [FindingClass.FILE_MISSING]
 
 
+def test_missing_file_a_prune_block_does_not_list_is_still_a_finding(ledger_ws: Workspace) -> None:
+    ledger = record(ledger_ws, "1.0", adapter=True)
+    backup(ledger, open_store(memory_location(), RemoteOptions()))
+    kept = f"{V10}/adapter_model.bin"
+    prune_block(ledger, V10, [f"{V10}.pth", f"{V10}/sub/notes.txt"])
+    (ledger_ws.models / f"{V10}.pth").unlink()
+    (ledger_ws.adapters / V10 / "sub" / "notes.txt").unlink()
+    for mode in (FilesMode.FULL, FilesMode.QUICK):
+        assert ledger.audit(files=mode).clean, mode  # released by the block: absent is fine
+    (ledger_ws.models / f"{V10}.json").unlink()  # lost by hand: no prune block covers it
+    (ledger_ws.adapters / kept).unlink()
+    for mode in (FilesMode.FULL, FilesMode.QUICK):
+        found = [(f.kind, f.path) for f in ledger.audit(files=mode).findings]
+        assert (FindingClass.FILE_MISSING, f"{V10}.json") in found, mode
+        assert any(path == kept for _kind, path in found), (mode, found)
+        assert not any(path in (f"{V10}.pth", f"{V10}/sub/notes.txt") for _kind, path in found), found
+    shutil.rmtree(ledger_ws.adapters / V10)
+    found = [(f.kind, f.path) for f in ledger.audit().findings]
+    assert (FindingClass.FILE_MISSING, V10) in found  # the directory is gone with a file no prune released
+
+
 @pytest.mark.parametrize("attack", ["corrupt", "substitute", "truncate", "delete"])
 def test_restore_refuses_bad_remote_copy_and_places_nothing(ledger_ws: Workspace, attack: str) -> None:
     ledger = record(ledger_ws, "1.0", "1.1")
     store = open_store(memory_location(), RemoteOptions())
     backup(ledger, store)
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
     target = store.location.path(f"{MODEL}/{V10}/models/{V10}.pth")
     other = store.location.path(f"{MODEL}/{V11}/models/{V11}.pth")
     good = store.fs.cat_file(target)
@@ -151,7 +212,7 @@ def test_restore_disk_full_or_unwritable_places_nothing(
 ) -> None:
     ledger = record(ledger_ws, "1.0", adapter=True, size=3 << 20)
     backup(ledger, open_store(memory_location(), RemoteOptions()))
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(), dry_run=False)
     height = ledger.head().height
     import ledger.hashing as hashing
 
@@ -203,9 +264,14 @@ def test_s3_backup_multipart_prune_restore_audit(ledger_ws: Workspace, s3_bucket
     assert all(p["location"] == f"s3://{s3_bucket}/backups" for p in payloads(ledger, "backup"))
     assert "testing" not in str(payloads(ledger, "backup")) and "127.0.0.1" not in str(payloads(ledger, "backup"))
     assert store.size(f"{MODEL}/{V10}/models/{V10}.pth") == (11 << 20) + 123
+    for version in (V10, V11):  # the server assembled each weight file from 3 uploaded parts
+        etag = store.fs.info(store.location.path(f"{MODEL}/{version}/models/{version}.pth"))["ETag"]
+        assert etag.strip('"').endswith("-3"), etag
+    etag = store.fs.info(store.location.path(f"{MODEL}/{V10}/models/{V10}.json"))["ETag"]
+    assert "-" not in etag  # a small file is one plain PUT
     findings, checked = audit_backups(ledger, mode=RemoteCheck.FULL, open_store=opener(options))
     assert findings == [] and checked == 8
-    prune(ledger, KEEP_NONE, dry_run=False)
+    prune(ledger, KEEP_NONE, open_store=opener(options), dry_run=False)
     outcome = restore(ledger, V11, open_store=opener(options), location=location)
     assert outcome.files[0] == f"{V11}.pth" or f"{V11}.pth" in outcome.files
     report = ledger.audit(files=FilesMode.FULL)
