@@ -16,6 +16,30 @@ Make = Callable[[int, str], tuple[str, dict[str, Any], tuple[str, int, int] | No
 """(height, previous block hash) -> (kind, payload, version index (model, major, micro) or None)."""
 
 
+class Lineage:
+    """Parents for bulk-built version blocks, as ``Ledger.append`` records them (version, height, block hash).
+
+    A block's hash is only known once it is sealed; the next block's ``prev_hash`` is that hash, so ``see``
+    (called for every height before its block is made) picks it up for the version recorded just before.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, Any] | None = None
+
+    def see(self, height: int, prev_hash: str) -> None:
+        """Learn the last recorded version's block hash from the block after it."""
+        if self._last is not None and self._last["block_hash"] is None and height == self._last["height"] + 1:
+            self._last["block_hash"] = prev_hash
+
+    def parent(self) -> dict[str, Any] | None:
+        """The ``parent`` field for the next version block (None for a model's first version)."""
+        return None if self._last is None else dict(self._last)
+
+    def record(self, version: str, height: int) -> None:
+        """A version block is being made at ``height``."""
+        self._last = {"version": version, "height": height, "block_hash": None}
+
+
 def note_block(height: int, _prev_hash: str) -> tuple[str, dict[str, Any], None]:
     """A small metadata-only block."""
     return "bench", {"n": height, "note": "bulk benchmark block"}, None

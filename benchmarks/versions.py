@@ -35,8 +35,10 @@ def versions_bench(ctx: Context, count: int) -> Bench:
     ledger = bench.create()
     content = b"w" * 64
     state: dict[str, Any] = {}
+    lineage = bulk.Lineage()
 
     def make(height: int, prev_hash: str) -> tuple[str, dict[str, Any], tuple[str, int, int] | None]:
+        lineage.see(height, prev_hash)
         i = (height - 1) // 2
         major, micro = version_tag(i)
         name = f"{MODEL}-v{major}.{micro}"
@@ -55,7 +57,6 @@ def versions_bench(ctx: Context, count: int) -> Bench:
         meta = seed_metadata(name)
         meta["metrics"]["validation_accuracy"] = 0.7 + (i % 100) / 1000
         (bench.models / f"{name}.json").write_text(__import__("json").dumps(meta))
-        parent = state.get("parent")
         payload = {
             "model": MODEL,
             "version": f"{major}.{micro}",
@@ -74,18 +75,11 @@ def versions_bench(ctx: Context, count: int) -> Bench:
             "metadata": {"path": f"{name}.json", "content": meta},
             "training_data": {"computed": False, "hash": meta["provenance"]["training_data_hash"]},
             "adapter": None,
-            "parent": parent,
+            "parent": lineage.parent(),
         }
-        state["parent"] = {"version": f"{major}.{micro}", "height": height, "block_hash": "<next>"}
+        lineage.record(f"{major}.{micro}", height)
         return "version", payload, (MODEL, major, micro)
 
-    # the parent's block hash is only known once the block is sealed: patch it in from the next call's prev_hash
-    def linked(height: int, prev_hash: str) -> tuple[str, dict[str, Any], tuple[str, int, int] | None]:
-        parent = state.get("parent")
-        if parent is not None and parent["block_hash"] == "<next>" and height == parent["height"] + 1:
-            parent["block_hash"] = prev_hash
-        return make(height, prev_hash)
-
-    bulk.extend(ledger, 2 * count, linked, log=ctx.log)
+    bulk.extend(ledger, 2 * count, make, log=ctx.log)
     ctx.cache[f"versions-{count}"] = bench
     return bench

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from cli.errors import EXIT_ENVIRONMENT, EXIT_FINDINGS, EXIT_INPUT, exit_code, one_line
+from cli.errors import EXIT_FINDINGS, EXIT_INPUT, EXIT_INTERRUPTED, INTERRUPTED, exit_code, message, one_line
 from ledger.errors import LedgerError
 from ledger.settings import Settings, default_key_path, default_state_dir
 
@@ -56,24 +56,21 @@ class LedgerGroup(TyperGroup):
                 hint = f" (see '{error.ctx.command_path} --help')"
             typer.echo(f"ledger: error: {one_line(error.format_message())}{hint}", err=True)
             raise SystemExit(error.exit_code) from None
-        except typer.Abort:
-            typer.echo("ledger: error: aborted", err=True)
-            raise SystemExit(1) from None
+        except typer.Abort:  # end of input at a prompt, or Ctrl-C outside a command
+            typer.echo(f"ledger: error: {INTERRUPTED}", err=True)
+            raise SystemExit(EXIT_INTERRUPTED) from None
         raise SystemExit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: Any) -> Any:
-        """Run the command; ``--debug`` lets the traceback through."""
+        """Run the command; a reported error becomes one line and its exit code (``cli/errors.py``), unless
+        ``--debug`` lets the traceback through."""
         try:
             return super().invoke(ctx)
-        except LedgerError as error:
+        except (LedgerError, OSError, KeyboardInterrupt) as error:
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings is not None and settings.debug:
                 raise
-            fail(one_line(error), exit_code(error))
-        except OSError as error:
-            if ctx.obj is not None and getattr(ctx.obj, "debug", False):
-                raise
-            fail(f"system error: {one_line(error)}", EXIT_ENVIRONMENT)
+            fail(message(error), exit_code(error))
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -203,7 +200,7 @@ def append(
     settings = settings_of(ctx)
     ledger = open_ledger(settings, signing=True)
     with render.progress_bar(settings) as start:
-        block = ledger.append(
+        appended = ledger.append_version(
             weights,
             metadata=metadata,
             stage=stage,
@@ -212,7 +209,9 @@ def append(
             data=data,
             progress=start(render.size_of(weights, data)),
         )
-    emit(settings, block.to_json(), render.block_line(block))
+    block = appended.block
+    text = render.resumed_line(block) if appended.resumed else render.block_line(block)
+    emit(settings, block.to_json(), text)
 
 
 @app.command()

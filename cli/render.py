@@ -29,6 +29,11 @@ def block_line(block: Block) -> str:
     return f"block {block.height} {block.kind}{label} {block.block_hash}"
 
 
+def resumed_line(block: Block) -> str:
+    """What a re-run append that only finished an interrupted metadata write-back says."""
+    return f"{block.data().get('name')} already recorded at block {block.height}; metadata reference written"
+
+
 def _label(block: Block) -> str:
     if block.kind != "version":
         return ""

@@ -37,6 +37,7 @@ from ledger.keys import KeySchedule, schedule_of
 from ledger.recording import PreparedVersion, prepare_version
 from ledger.signing import SigningKey, load_key_file
 from ledger.store import Store, describe
+from ledger.strictjson import read_object
 from ledger.tables import VersionIndexRow
 from ledger.timeutil import now
 from ledger.versions import VersionId, VersionRecord, check_append, expected_next, resolve_ref
@@ -51,6 +52,15 @@ class IndexEntry:
     model: str
     major: int
     micro: int
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What an append did: the version's block, and whether the block already existed (``resumed``: the re-run
+    of an append cut off after its commit, which only wrote the metadata's block reference)."""
+
+    block: Block
+    resumed: bool
 
 
 class NodesOf:
@@ -283,7 +293,11 @@ class Ledger:
         """Append a signed block of any kind whose payload does not depend on the chain."""
         return self._commit(kind, lambda _connection, _head: (payload, None))
 
-    def append(
+    def append(self, weights: Path | None = None, **options: Any) -> Block:
+        """Record a saved model version and return its block (``append_version`` says if it was a resumption)."""
+        return self.append_version(weights, **options).block
+
+    def append_version(
         self,
         weights: Path | None = None,
         *,
@@ -293,7 +307,7 @@ class Ledger:
         adapter: Path | None = None,
         data: Path | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> Block:
+    ) -> Appended:
         """Record a saved model version; afterwards the metadata file gets its block reference written back."""
         prepared = prepare_version(
             models_dir=self.models_dir,
@@ -309,19 +323,24 @@ class Ledger:
         crash_point("append:hashed")
         return self.commit_version(prepared)
 
-    def commit_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
+    def commit_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Appended:
         """Commit a prepared version (order and stage rules checked under the write lock), then update its JSON.
 
         Re-running an append whose block was committed but whose metadata write-back was cut off (a crash, a
-        full disk) finds the identical block and only finishes the write-back, so running it again succeeds.
+        full disk) finds the identical block and only finishes the write-back (``resumed``). Once the metadata
+        file carries that block's reference the append had finished: running it again is a duplicate, refused
+        (VersionOrderError) with the versions expected next.
         """
         self.key  # fail before anything else when there is no key  # noqa: B018
         block = self._recorded_identically(prepared) if place is None else None
+        if block is not None and _references(prepared.metadata_path, block):
+            block = None  # a true duplicate: record_version refuses it under the write lock
+        resumed = block is not None
         if block is None:
             block = self.record_version(prepared, place=place)
         crash_point("commit:done")
         self.write_block_reference(prepared, block)
-        return block
+        return Appended(block, resumed)
 
     def record_version(self, prepared: PreparedVersion, *, place: Callable[[], None] | None = None) -> Block:
         """Commit a prepared version's block; the order and stage rules are checked under the write lock.
@@ -477,6 +496,16 @@ def _version_payload(connection: Connection, prepared: PreparedVersion) -> tuple
         parent = {"version": str(last[0].version), "height": last[1].height, "block_hash": last[1].block_hash}
     payload = {**prepared.body, "parent": parent}
     return payload, IndexEntry(name.slug, name.version.major, name.version.micro)
+
+
+def _references(metadata_path: Path, block: Block) -> bool:
+    """True when the metadata file already carries ``block``'s reference (its write-back finished)."""
+    provenance = read_object(metadata_path).get("provenance")
+    return (
+        isinstance(provenance, dict)
+        and provenance.get(metadata_rules.BLOCK_ID_KEY) == f"block-{block.height}"
+        and provenance.get(metadata_rules.BLOCK_HASH_KEY) == block.block_hash
+    )
 
 
 def _pretty_json(obj: dict[str, Any]) -> bytes:

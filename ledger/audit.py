@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +102,28 @@ class ChainScan:
     count: int = 0
     head_height: int = -1
     head_hash: str = ""
+    latest: dict[str, Parent] = field(default_factory=dict)
+    """The newest version of each model so far: what the model's next version must name as its parent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Parent:
+    """A version as its successor's payload names it (``parent`` in docs/FORMAT.md)."""
+
+    version: str
+    height: int
+    block_hash: str
+
+    def named_by(self, parent: Any) -> bool:
+        """True when ``parent`` (a payload's ``parent`` value) names exactly this version, height and block."""
+        return (
+            isinstance(parent, dict)
+            and parent.keys() == {"version", "height", "block_hash"}
+            and parent["version"] == self.version
+            and type(parent["height"]) is int
+            and parent["height"] == self.height
+            and parent["block_hash"] == self.block_hash
+        )
 
 
 #: Kinds whose blocks change what the file checks expect; ``record_block`` handles each of them.
@@ -113,7 +135,7 @@ def record_block(scan: ChainScan, block: Any) -> None:
     from ledger.chain import payload_of
 
     if block.kind == "version":
-        _record_version(scan, block.height, payload_of(block))
+        _record_version(scan, block, payload_of(block))
     else:
         _record_lifecycle(scan, block.height, block.kind, payload_of(block))
 
@@ -137,15 +159,44 @@ def scan_chain(blocks: Iterable[Any]) -> ChainScan:
     return scan
 
 
-def _record_version(scan: ChainScan, height: int, payload: dict[str, Any]) -> None:
+def _record_version(scan: ChainScan, block: Any, payload: dict[str, Any]) -> None:
+    height = block.height
     try:
         name = str(payload["name"])
         record = VersionRecord(VersionId.parse(str(payload["version"])), payload.get("stage"), payload.get("question"))
     except (KeyError, InputError):
         scan.findings.append(Finding(height, None, FindingClass.PAYLOAD, "version payload lacks a valid name"))
         return
+    model = str(payload.get("model"))
+    problem = _lineage_problem(model, scan.latest.get(model), payload.get("parent"))
+    if problem is not None:
+        scan.findings.append(Finding(height, name, FindingClass.SEQUENCE, problem))
+    scan.latest[model] = Parent(str(record.version), height, block.block_hash)
     scan.versions[name] = VersionState(height, name, payload)
-    scan.history.setdefault(str(payload.get("model")), []).append(record)
+    scan.history.setdefault(model, []).append(record)
+
+
+def _lineage_problem(model: str, previous: Parent | None, parent: Any) -> str | None:
+    """Why ``parent`` is not the model's previous version in the chain (None for the first: no parent)."""
+    if previous is None:
+        if parent is None:
+            return None
+        return f"names parent {_shown(parent)}, but it is the first version of {model} in the chain"
+    if previous.named_by(parent):
+        return None
+    if isinstance(parent, dict) and parent.get("height") == previous.height:
+        detail = "with a block hash that is not that block's"
+    else:
+        detail = f"but the previous version of {model} is v{previous.version} at height {previous.height}"
+    return f"names parent {_shown(parent)}, {detail}"
+
+
+def _shown(parent: Any) -> str:
+    """A parent reference in a message (signed, but still not printed raw)."""
+    if not isinstance(parent, dict):
+        return "none" if parent is None else "that is not an object"
+    version, height = (str(parent.get(key))[:24] for key in ("version", "height"))
+    return ascii(f"v{version} at height {height}")[1:-1]
 
 
 def _record_lifecycle(scan: ChainScan, height: int, kind: str, payload: Any) -> None:
@@ -182,14 +233,30 @@ def stage_warnings(scan: ChainScan) -> list[Finding]:
     return out
 
 
-def guard_findings(present: dict[str, set[str]], dialect: str) -> list[Finding]:
-    """A ``db-guard`` finding for every append-only trigger that is missing or disabled."""
+def guard_findings(present: Mapping[str, Mapping[str, guards.TriggerState]], dialect: str) -> list[Finding]:
+    """A ``db-guard`` finding for every append-only trigger that is missing, disabled or not the one the
+    migrations created (another definition, or a trigger function that no longer refuses the change)."""
     out = []
     for table in APPEND_ONLY_TABLES:
-        missing = guards.expected_triggers(dialect, table) - present.get(table, set())
-        for name in sorted(missing):
-            out.append(Finding(None, None, FindingClass.DB_GUARD, f"append-only trigger {name} on {table} is missing"))
+        found = present.get(table, {})
+        for name, expected in sorted(guards.expected_triggers(dialect, table).items()):
+            problem = _guard_problem(expected, found.get(name))
+            if problem is not None:
+                message = f"append-only trigger {name} on {table} {problem}"
+                out.append(Finding(None, None, FindingClass.DB_GUARD, message))
     return out
+
+
+def _guard_problem(expected: guards.TriggerState, actual: guards.TriggerState | None) -> str | None:
+    if actual is None:
+        return "is missing"
+    if actual.definition != expected.definition:
+        return "was replaced: its definition (timing, events, level or WHEN clause) is not the migration's"
+    if actual.function != expected.function:
+        return f"calls a function that no longer refuses the change ({guards.PG_FUNCTION} was rewritten)"
+    if not actual.fires_always:
+        return "is disabled (it must be ENABLE ALWAYS)"
+    return None
 
 
 Progress = Callable[[int], None]
@@ -232,7 +299,7 @@ def check_files(
     else:
         results = [check() for check in checks]
     findings = [finding for result in results for finding in result]
-    findings.extend(_unledgered(models_dir, ledgered))
+    findings.extend(_unledgered(models_dir, ledgered, adapters_dir))
     findings.extend(_adapter_leftovers(adapters_dir))
     return findings, len(checks)
 
@@ -413,20 +480,42 @@ def _quick_adapter(state: VersionState, relative: str, recorded: Manifest, path:
     return out
 
 
-def _unledgered(models_dir: Path, ledgered: set[str]) -> list[Finding]:
+def _unledgered(models_dir: Path, ledgered: set[str], adapters_dir: Path) -> list[Finding]:
+    """Weight files (and hidden ``.*.tmp`` leftovers) anywhere under the models directory that no block records.
+
+    ``append`` accepts weights in subdirectories, so the whole tree is walked; symbolic links are not followed
+    (nothing is recorded through one), and an adapters directory inside the models directory is left to the
+    adapter checks.
+    """
     out: list[Finding] = []
-    try:
-        entries = sorted(os.scandir(models_dir), key=lambda e: e.name)
-    except OSError:
-        return out
-    for entry in entries:
-        name = entry.name
+    for relative in sorted(_files_under(models_dir, skip=adapters_dir)):
+        name = os.path.basename(relative)
         is_weight = name.endswith(WEIGHT_SUFFIXES)
         is_temp = name.startswith(".") and name.endswith(".tmp")
-        if (is_weight or is_temp) and name not in ledgered and entry.is_file(follow_symlinks=False):
-            shown = display_path(name)
+        if (is_weight or is_temp) and relative not in ledgered:
+            shown = display_path(relative)
             out.append(Finding(None, None, FindingClass.UNLEDGERED, f"{shown} is not in the ledger", shown))
     return out
+
+
+def _files_under(root: Path, *, skip: Path) -> Iterable[str]:
+    """Relative POSIX paths of the regular files below ``root``, without following symbolic links or entering
+    ``skip`` (iterative: a deep tree cannot exhaust the stack)."""
+    skip = skip.resolve()
+    pending = [(root, "")]
+    while pending:
+        directory, prefix = pending.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = list(listing)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if Path(entry.path).resolve() != skip:
+                    pending.append((Path(entry.path), f"{prefix}{entry.name}/"))
+            elif entry.is_file(follow_symlinks=False):
+                yield f"{prefix}{entry.name}"
 
 
 def _adapter_leftovers(adapters_dir: Path) -> list[Finding]:

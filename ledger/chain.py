@@ -14,12 +14,15 @@ from typing import Any
 
 from ledger.block import GENESIS_PREV_HASH, Block
 from ledger.canonical import decode, is_canonical
+from ledger.errors import InputError
 from ledger.findings import Finding, FindingClass
 from ledger.signing import key_id, verify_signature
 from ledger.timeutil import is_canonical_time
+from ledger.versions import VersionName
 
 GENESIS = "genesis"
 KEY = "key"
+VERSION = "version"
 
 
 def check_block(block: Block, keys: Mapping[str, bytes]) -> Finding | None:
@@ -38,6 +41,20 @@ def check_block(block: Block, keys: Mapping[str, bytes]) -> Finding | None:
     if not verify_signature(public, bytes.fromhex(block.block_hash), block.signature):
         return _finding(block, FindingClass.SIGNATURE, f"signature does not verify under key {block.key_id}")
     return None
+
+
+def version_label(kind: str, payload: bytes) -> str | None:
+    """The version name a ``version`` block's payload gives, or None: a label for findings, nothing more.
+
+    A tampered payload can name any version, so the name only tells a reader which block is meant; the audit
+    never relies on it. Names that do not follow the naming convention are not shown at all.
+    """
+    if kind != VERSION:
+        return None
+    try:
+        return str(VersionName.parse(decode(payload)["name"]))
+    except (ValueError, TypeError, KeyError, RecursionError, InputError):
+        return None
 
 
 def introduced_key(block: Block) -> tuple[str, bytes] | None:
@@ -75,6 +92,7 @@ class LinkFields:
     kind: str
     key_id: str
     introduces: tuple[str, bytes] | None = None
+    version: str | None = None
 
 
 def link_fields(block: Block) -> LinkFields:
@@ -87,6 +105,7 @@ def link_fields(block: Block) -> LinkFields:
         kind=block.kind,
         key_id=block.key_id,
         introduces=introduced_key(block),
+        version=version_label(block.kind, block.payload),
     )
 
 
@@ -168,7 +187,7 @@ class ChainWalker:
             self.active_key = row.introduces[0]
 
     def _add(self, row: LinkFields, kind: FindingClass, message: str) -> None:
-        self.findings.append(Finding(row.height, None, kind, message))
+        self.findings.append(Finding(row.height, row.version, kind, message))
 
 
 def verify_chain(blocks: Iterable[Block]) -> list[Finding]:
@@ -194,7 +213,7 @@ def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def _finding(block: Block, kind: FindingClass, message: str) -> Finding:
-    return Finding(block.height, None, kind, message)
+    return Finding(block.height, version_label(block.kind, block.payload), kind, message)
 
 
 def payload_of(block: Block) -> dict[str, Any]:

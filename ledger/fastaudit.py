@@ -419,6 +419,7 @@ def _cores() -> int:
 
 
 def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int, scan: ChainScan) -> ChainCheck:
+    """Join the ranges in height order on top of ``scan`` (what the blocks below the first range recorded)."""
     findings = scan.findings
     prev_hash = seed.last_hash if seed is not None else None
     max_time = seed.last_time if seed is not None else ""
@@ -431,13 +432,15 @@ def _stitch(results: Iterable[RangeResult], seed: Seed | None, size: int, scan: 
             continue
         if prev_hash is not None and first.height > 0 and first.prev_hash != prev_hash:
             findings.append(
-                Finding(first.height, None, FindingClass.LINK, "prev_hash does not match the previous block's hash")
+                Finding(
+                    first.height, first.version, FindingClass.LINK, "prev_hash does not match the previous block's hash"
+                )
             )
         if max_time and first.timestamp < max_time:
             findings.append(
                 Finding(
                     first.height,
-                    None,
+                    first.version,
                     FindingClass.SEQUENCE,
                     f"timestamp {first.timestamp} is earlier than the previous block's",
                 )

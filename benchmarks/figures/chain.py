@@ -40,14 +40,23 @@ def raw_verify_rate(samples: int = 3000) -> float:
 VERSION_EVERY = 100
 
 
-def mixed_block(height: int, prev_hash: str) -> tuple[str, dict[str, Any], tuple[str, int, int] | None]:
-    """``bulk.Make``: a version block every ``VERSION_EVERY`` heights (v1.0, v1.1, ...), small blocks between."""
+def mixed_blocks() -> bulk.Make:
+    """A ``bulk.Make``: a version block every ``VERSION_EVERY`` heights (v1.0, v1.1, ..., each naming its parent),
+    small blocks between."""
     from benchmarks.export_data import MICROS_PER_MAJOR, MODEL, version_payload
 
-    if height % VERSION_EVERY:
-        return bulk.note_block(height, prev_hash)
-    n = height // VERSION_EVERY - 1
-    return "version", version_payload(n, None), (MODEL, 1 + n // MICROS_PER_MAJOR, n % MICROS_PER_MAJOR)
+    lineage = bulk.Lineage()
+
+    def make(height: int, prev_hash: str) -> tuple[str, dict[str, Any], tuple[str, int, int] | None]:
+        lineage.see(height, prev_hash)
+        if height % VERSION_EVERY:
+            return bulk.note_block(height, prev_hash)
+        n = height // VERSION_EVERY - 1
+        payload = version_payload(n, lineage.parent())
+        lineage.record(payload["version"], height)
+        return "version", payload, (MODEL, 1 + n // MICROS_PER_MAJOR, n % MICROS_PER_MAJOR)
+
+    return make
 
 
 def _worst_ms(values: list[float]) -> Measure:
@@ -70,7 +79,7 @@ def run_figures(ctx: Context) -> list[Figure]:
         ledger = bench.create()
         count = ctx.sizes.chain_blocks
         start = time.perf_counter()
-        bulk.extend(ledger, count - 1, mixed_block, log=ctx.log)
+        bulk.extend(ledger, count - 1, mixed_blocks(), log=ctx.log)
         ctx.log(f"  bulk build of {count:,} blocks took {time.perf_counter() - start:.0f} s")
     size = ledger.head().height + 1
 

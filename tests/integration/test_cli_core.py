@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ledger.signing import SigningKey, write_key_file
-from tests.conftest import Workspace, open_ledger
+from tests.conftest import Workspace, open_ledger, seed_metadata
 
 
 def head_hash(ws: Workspace) -> str:
@@ -203,3 +203,215 @@ def test_key_generated_for_library(tmp_path: Path) -> None:
     path = tmp_path / "k.pem"
     write_key_file(path, SigningKey.generate(), b"pw")
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_identical_re_append_is_a_duplicate(ledger_ws: Workspace) -> None:
+    """Once the metadata carries the block's reference, appending the same version again is refused."""
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    ledger_ws.cli("append", str(weights), check=True)
+    before = head_hash(ledger_ws)
+    files = sorted((p.name, p.read_bytes()) for p in ledger_ws.models.iterdir())
+    result = ledger_ws.cli("append", str(weights))
+    assert_refused(result, 2)
+    assert "oneseek-7b-zero-v1.0 already exists" in result.stderr
+    assert "expected v1.1 (micro) or v2.0 (major)" in result.stderr
+    assert head_hash(ledger_ws) == before
+    assert sorted((p.name, p.read_bytes()) for p in ledger_ws.models.iterdir()) == files
+
+
+def test_re_append_after_a_crash_before_the_write_back_finishes_it(ledger_ws: Workspace) -> None:
+    """Killed between the commit and the metadata write-back: re-running records nothing new and writes the
+    reference; running it once more is then a duplicate."""
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    meta_path = ledger_ws.models / "oneseek-7b-zero-v1.0.json"
+    original = meta_path.read_bytes()
+    crashed = ledger_ws.cli("append", str(weights), LEDGER_TEST_CRASH_AT="commit:done")
+    assert crashed.returncode == -9
+    assert meta_path.read_bytes() == original
+    head = open_ledger(ledger_ws, signing=False).head()
+    assert head.height == 1
+    resumed = ledger_ws.cli("append", str(weights))
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.strip() == "oneseek-7b-zero-v1.0 already recorded at block 1; metadata reference written"
+    assert head_hash(ledger_ws) == head.block_hash
+    provenance = json.loads(meta_path.read_text())["provenance"]
+    assert (provenance["ledger_block_id"], provenance["ledger_block_hash"]) == ("block-1", head.block_hash)
+    assert_refused(ledger_ws.cli("append", str(weights)), 2)
+    assert head_hash(ledger_ws) == head.block_hash
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, "abort"])
+def test_interrupt_exits_130_with_one_line(
+    ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch, raised: type[BaseException] | str
+) -> None:
+    """Ctrl-C inside a command (KeyboardInterrupt) or an abort (end of input at a prompt) is not 'findings'."""
+    import typer
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from ledger.api import Ledger
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise typer.Abort() if raised == "abort" else KeyboardInterrupt()
+
+    before = head_hash(ledger_ws)
+    monkeypatch.setattr(Ledger, "append_version", interrupted)
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    result = CliRunner().invoke(app, ["append", str(weights)], env=ledger_ws.env())
+    assert result.exit_code == 130, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.strip().splitlines() == ["ledger: error: interrupted"]
+    assert head_hash(ledger_ws) == before
+
+
+def test_operating_system_error_exits_3_with_one_line(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operating-system error no command handles itself (here a failing disk under the audit) is an
+    environment problem: exit 3, one line, no traceback."""
+    import errno
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from ledger.api import Ledger
+
+    def failing_disk(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Ledger, "audit", failing_disk)
+    result = CliRunner().invoke(app, ["audit"], env=ledger_ws.env())
+    assert result.exit_code == 3, (result.exit_code, result.stderr, result.exception)
+    assert result.stderr.strip().splitlines() == ["ledger: error: system error: [Errno 5] Input/output error"]
+
+
+def test_unreadable_checkpoint_file_is_bad_input(ledger_ws: Workspace) -> None:
+    result = ledger_ws.cli("audit", "--checkpoint", str(ledger_ws.models))  # a directory: read_bytes fails
+    assert_refused(result, 2)
+    assert "cannot read checkpoint file" in result.stderr and "Is a directory" in result.stderr
+
+
+def test_wrong_passphrase_on_append(workspace: Workspace) -> None:
+    """An encrypted key with the wrong passphrase, on an existing ledger: exit 3, nothing changed."""
+    key = str(workspace.root / "enc.pem")
+    workspace.cli("keys", "generate", check=True, LEDGER_KEY=key, LEDGER_KEY_PASSPHRASE="correct horse")
+    workspace.cli("init", check=True, LEDGER_KEY=key, LEDGER_KEY_PASSPHRASE="correct horse")
+    weights = workspace.write_version("oneseek-7b-zero-v1.0")
+    before = head_hash(workspace)
+    files = sorted((p.name, p.read_bytes()) for p in workspace.models.iterdir())
+    result = workspace.cli("append", str(weights), LEDGER_KEY=key, LEDGER_KEY_PASSPHRASE="battery staple")
+    assert_refused(result, 3)
+    assert "passphrase" in result.stderr
+    assert head_hash(workspace) == before
+    assert sorted((p.name, p.read_bytes()) for p in workspace.models.iterdir()) == files
+    workspace.cli("append", str(weights), check=True, LEDGER_KEY=key, LEDGER_KEY_PASSPHRASE="correct horse")
+
+
+def _data_dir(ws: Workspace) -> Path:
+    data = ws.root / "train"
+    (data / "part").mkdir(parents=True)
+    (data / "a.jsonl").write_text('{"q": 1}\n')
+    (data / "part" / "b.jsonl").write_text('{"q": 2}\n')
+    return data
+
+
+def test_data_directory_matching_training_data_hash(ledger_ws: Workspace) -> None:
+    from ledger.manifest import hash_directory
+
+    data = _data_dir(ledger_ws)
+    expected = f"sha256:{hash_directory(data).root}"
+    meta = seed_metadata("oneseek-7b-zero-v1.0")
+    meta["provenance"]["training_data_hash"] = expected
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0", meta=meta)
+    block = json.loads(ledger_ws.cli("--json", "append", str(weights), "--data", str(data), check=True).stdout)
+    assert json.loads(block["payload"])["training_data"] == {"computed": True, "kind": "directory", "hash": expected}
+    assert ledger_ws.cli("audit", "--files", "full").returncode == 0
+
+
+def test_data_directory_mismatching_training_data_hash(ledger_ws: Workspace) -> None:
+    data = _data_dir(ledger_ws)
+    weights = ledger_ws.write_version("oneseek-7b-zero-v1.0")  # the seed's hash: not this directory's
+    before = head_hash(ledger_ws)
+    result = ledger_ws.cli("append", str(weights), "--data", str(data))
+    assert_refused(result, 2)
+    assert "training data hash mismatch" in result.stderr
+    assert head_hash(ledger_ws) == before
+
+
+def test_adapter_without_weights(ledger_ws: Workspace) -> None:
+    name = "oneseek-7b-zero-v1.0"
+    adapter = ledger_ws.adapters / name
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "mistral-7b"}')
+    (adapter / "adapter_model.safetensors").write_bytes(os.urandom(512))
+    meta = ledger_ws.models / f"{name}.json"
+    meta.write_text(json.dumps(seed_metadata(name)))
+    block = json.loads(ledger_ws.cli("--json", "append", "--metadata", str(meta), check=True).stdout)
+    payload = json.loads(block["payload"])
+    assert payload["weights"] is None and payload["name"] == name
+    assert payload["adapter"]["path"] == name and payload["adapter"]["base_model"] == "mistral-7b"
+    assert ledger_ws.cli("audit", "--files", "full").returncode == 0
+    (adapter / "adapter_model.safetensors").write_bytes(os.urandom(512))
+    audit = ledger_ws.cli("--json", "audit", "--files", "full")
+    assert audit.returncode == 1
+    assert [f["path"] for f in json.loads(audit.stdout)["findings"]] == [f"{name}/adapter_model.safetensors"]
+
+
+def test_append_safetensors(ledger_ws: Workspace) -> None:
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    weights = ledger_ws.write_version(
+        "oneseek-7b-zero-v1.0", content=struct.pack("<Q", len(header)) + header + bytes(16), suffix=".safetensors"
+    )
+    block = json.loads(ledger_ws.cli("--json", "append", str(weights), check=True).stdout)
+    record = json.loads(block["payload"])["weights"]
+    assert (record["path"], record["format"]) == ("oneseek-7b-zero-v1.0.safetensors", "safetensors")
+    assert (record["tensors"]["tensors"], record["tensors"]["parameters"]) == (1, 4)
+    assert ledger_ws.cli("audit", "--files", "full").returncode == 0
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\x01")
+    assert ledger_ws.cli("audit", "--files", "full").returncode == 1
+
+
+@pytest.mark.slow
+def test_wheel_ships_migrations_and_schemas_and_its_ledger_inits(tmp_path: Path) -> None:
+    """The built wheel carries the Alembic scripts and JSON schemas, and an install of it (not this checkout)
+    can run ``ledger init``: the migrations are found through the package, not the source tree."""
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import REPO
+
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", str(REPO), "--no-deps", "-w", str(tmp_path / "dist")], check=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("ledger-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for required in ("migrations/env.py", "migrations/script.py.mako", "migrations/versions/0001_initial.py"):
+        assert required in names
+    assert {"ledger/schemas/metadata.schema.json", "ledger/schemas/export-report.schema.json"} <= names
+    assert "cli/main.py" in names and not [n for n in names if n.startswith("tests/")]
+
+    target = tmp_path / "installed"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, timeout=300)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEDGER_")} | {
+        "PYTHONPATH": str(target),  # ahead of the editable install of this checkout
+        "LEDGER_DB": f"sqlite:///{work / 'ledger.db'}",
+        "LEDGER_MODELS_DIR": str(work / "models"),
+        "LEDGER_KEY": str(work / "key.pem"),
+    }
+    where = subprocess.run(
+        [sys.executable, "-c", "import ledger, migrations; print(ledger.__file__); print(migrations.__file__)"],
+        env=env,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(line.startswith(str(target)) for line in where.stdout.splitlines()), where.stdout
+    script = target / "bin" / "ledger"
+    out = {}
+    for args in (["keys", "generate"], ["init"], ["db", "current"], ["audit"]):
+        result = subprocess.run([str(script), *args], env=env, cwd=work, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (args, result.stderr)
+        out[args[-1]] = result.stdout
+    assert out["current"].startswith("database revision 0001") and "audit clean" in out["audit"]

@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -14,6 +15,7 @@ from ledger.api import Ledger
 from ledger.audit import FilesMode
 from ledger.errors import AlreadyExistsError, StorageError
 from ledger.findings import FindingClass
+from ledger.tables import APPEND_ONLY_TABLES as APPEND_ONLY
 from tests.conftest import Workspace, open_ledger, seed_metadata, tamper
 
 
@@ -113,6 +115,124 @@ def test_finding_sequence(ledger_ws: Workspace) -> None:
     assert first(ledger.audit(files=FilesMode.NONE)) == (2, FindingClass.SEQUENCE)
 
 
+def _resign(ws: Workspace, ledger: Ledger, height: int, parent: Any) -> None:
+    """Re-sign the version block at ``height`` with the ledger's own key and another ``parent``, re-seal the blocks
+    after it (their parents follow the new hashes) and recompute the stored Merkle tree: every hash, link and
+    signature verifies, and only that one block's lineage is wrong."""
+    from ledger import merkle
+    from ledger.block import seal
+    from ledger.signing import load_key_file
+
+    key = load_key_file(ws.key, None)
+    blocks = list(ledger.blocks())
+    renamed: dict[str, str] = {}  # old block hash -> new
+    statements: list[Any] = []
+    for i in range(height, len(blocks)):
+        old = blocks[i]
+        payload = old.data()
+        if i == height:
+            payload["parent"] = parent
+        elif isinstance(payload.get("parent"), dict):
+            payload["parent"]["block_hash"] = renamed.get(
+                payload["parent"]["block_hash"], payload["parent"]["block_hash"]
+            )
+        new = seal(
+            height=i,
+            prev_hash=blocks[i - 1].block_hash,
+            timestamp=old.timestamp,
+            kind=old.kind,
+            payload=payload,
+            key=key,
+        )
+        renamed[old.block_hash], blocks[i] = new.block_hash, new
+        statements.append(
+            (
+                "UPDATE blocks SET prev_hash = :prev_hash, payload = :payload, payload_hash = :payload_hash, "
+                "block_hash = :block_hash, signature = :signature WHERE height = :height",
+                {
+                    n: getattr(new, n)
+                    for n in ("prev_hash", "payload", "payload_hash", "block_hash", "signature", "height")
+                },
+            )
+        )
+    statements.append("DELETE FROM merkle_nodes")
+    frontier: list[bytes] = []
+    for block in blocks:
+        leaf = merkle.leaf_hash(bytes.fromhex(block.block_hash))
+        nodes, frontier = merkle.completed_nodes(block.height, leaf, frontier)
+        statements.extend(
+            ("INSERT INTO merkle_nodes (level, idx, hash) VALUES (:l, :i, :h)", {"l": lv, "i": ix, "h": h})
+            for lv, ix, h in nodes
+        )
+    tamper(ws.db_url, *statements)
+
+
+def _lineage_attacks(ledger: Ledger) -> dict[str, tuple[int, Any]]:
+    """(height of the version re-signed, its new parent) per attack on v1.0 (h1), v1.1 (h2), v1.2 (h3)."""
+    b1, b2 = ledger.block(1), ledger.block(2)
+    return {
+        "skips a version": (3, {"version": "1.0", "height": 1, "block_hash": b1.block_hash}),
+        "wrong block hash": (3, {"version": "1.1", "height": 2, "block_hash": b1.block_hash}),
+        "wrong height": (3, {"version": "1.1", "height": 1, "block_hash": b2.block_hash}),
+        "wrong version": (3, {"version": "1.2", "height": 2, "block_hash": b2.block_hash}),
+        "height as a boolean": (2, {"version": "1.0", "height": True, "block_hash": b1.block_hash}),
+        "no parent": (3, None),
+        "first version with a parent": (1, {"version": "0.9", "height": 0, "block_hash": ledger.genesis.block_hash}),
+    }
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "skips a version",
+        "wrong block hash",
+        "wrong height",
+        "wrong version",
+        "height as a boolean",
+        "no parent",
+        "first version with a parent",
+    ],
+)
+def test_finding_sequence_lineage(ledger_ws: Workspace, attack: str) -> None:
+    """A version whose signed parent is not the model's previous version in the chain, on every audit path."""
+    from ledger.audit import scan_chain
+    from ledger.fastaudit import verify_chain
+
+    ledger = _three_versions(ledger_ws)
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    height, parent = _lineage_attacks(ledger)[attack]
+    _resign(ledger_ws, ledger, height, parent)
+    name = f"oneseek-7b-zero-v1.{height - 1}"
+    expected = [(height, name, FindingClass.SEQUENCE)]
+    in_process = ledger.audit(files=FilesMode.NONE, workers=1).findings
+    assert [(f.height, f.version, f.kind) for f in in_process] == expected, in_process
+    assert "parent" in in_process[0].message
+    if attack == "skips a version":  # worker processes take a second to start: one case is enough
+        parallel = verify_chain(ledger.store, workers=2, chunk_level=1, parallel_threshold=0).scan.findings
+        assert [(f.height, f.version, f.kind) for f in parallel] == expected, parallel
+    plain = scan_chain(ledger.blocks()).findings
+    assert [(f.height, f.version, f.kind) for f in plain] == expected, plain
+
+
+def test_lineage_checked_by_the_incremental_audit(ledger_ws: Workspace) -> None:
+    """Resuming from a trusted checkpoint, the first new version's parent is checked against the older blocks."""
+    from ledger.checkpoints import issue
+
+    ledger: Ledger = open_ledger(ledger_ws)
+    state = ledger_ws.root / "state"
+    for name in ("oneseek-7b-zero-v1.0", "oneseek-7b-zero-v1.1"):
+        ledger.append(ledger_ws.write_version(name))
+    issue(ledger, witness=None, state_dir=state)
+    ledger.append(ledger_ws.write_version("oneseek-7b-zero-v1.2"))
+    report = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True, update_state=False)
+    assert report.incremental_from == 3 and report.findings == (), report.findings
+    _resign(ledger_ws, ledger, 3, _lineage_attacks(ledger)["skips a version"][1])
+    report = ledger.audit(files=FilesMode.NONE, state_dir=state, incremental=True, update_state=False)
+    assert [(f.height, f.version, f.kind) for f in report.findings] == [
+        (3, "oneseek-7b-zero-v1.2", FindingClass.SEQUENCE)
+    ], report.findings
+
+
 def test_finding_db_guard(ledger_ws: Workspace) -> None:
     ledger = open_ledger(ledger_ws)
     engine = sqlalchemy.create_engine(ledger_ws.db_url)
@@ -124,6 +244,130 @@ def test_finding_db_guard(ledger_ws: Workspace) -> None:
     engine.dispose()
     report = ledger.audit(files=FilesMode.NONE)
     assert [f.kind for f in report.findings] == [FindingClass.DB_GUARD]
+
+
+REFUSE = "BEGIN SELECT RAISE(ABORT, 'blocks is append-only'); END"
+SQLITE_GUARD_ATTACKS = {
+    "body does nothing": (
+        "blocks_no_update",
+        "CREATE TRIGGER blocks_no_update BEFORE UPDATE ON blocks BEGIN SELECT 1; END",
+    ),
+    "when false": ("blocks_no_delete", f"CREATE TRIGGER blocks_no_delete BEFORE DELETE ON blocks WHEN 0 {REFUSE}"),
+    "one column only": (
+        "blocks_no_update",
+        f"CREATE TRIGGER blocks_no_update BEFORE UPDATE OF kind ON blocks {REFUSE}",
+    ),
+    "after, not before": ("blocks_no_delete", f"CREATE TRIGGER blocks_no_delete AFTER INSERT ON blocks {REFUSE}"),
+}
+
+
+def _sqlite_ledger(tmp_path: Path) -> tuple[Ledger, sqlalchemy.engine.Engine]:
+    from ledger.signing import SigningKey
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    return Ledger.create(url, models_dir=tmp_path, key=SigningKey.generate()), sqlalchemy.create_engine(url)
+
+
+@pytest.mark.parametrize("case", SQLITE_GUARD_ATTACKS)
+def test_sqlite_trigger_replaced_under_its_name_is_reported(tmp_path: Path, case: str) -> None:
+    ledger, engine = _sqlite_ledger(tmp_path)
+    name, replacement = SQLITE_GUARD_ATTACKS[case]
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"DROP TRIGGER {name}")
+        connection.exec_driver_sql(replacement)
+    engine.dispose()
+    findings = ledger.audit(files=FilesMode.NONE).findings
+    assert [(f.kind, name in f.message) for f in findings] == [(FindingClass.DB_GUARD, True)], findings
+
+
+def test_sqlite_trigger_recreated_with_other_whitespace_is_no_finding(tmp_path: Path) -> None:
+    ledger, engine = _sqlite_ledger(tmp_path)
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER blocks_no_update")
+        connection.exec_driver_sql(
+            "CREATE TRIGGER blocks_no_update\n  BEFORE UPDATE ON blocks\n  BEGIN\n    SELECT RAISE(ABORT, "
+            "'blocks is append-only');\n  END"
+        )
+    engine.dispose()
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+
+
+PG_REFUSE = "EXECUTE FUNCTION ledger_refuse_change()"
+PG_GUARD_ATTACKS: dict[str, tuple[list[str], list[str]]] = {
+    "function returns old": (
+        [
+            "CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN OLD; END $$"
+        ],
+        [f"{table}_{suffix}" for table in APPEND_ONLY for suffix in ("no_change", "no_truncate")],
+    ),
+    "when false": (
+        [
+            "DROP TRIGGER blocks_no_change ON blocks",
+            f"CREATE TRIGGER blocks_no_change BEFORE UPDATE OR DELETE ON blocks FOR EACH ROW WHEN (false) {PG_REFUSE}",
+            "ALTER TABLE blocks ENABLE ALWAYS TRIGGER blocks_no_change",
+        ],
+        ["blocks_no_change"],
+    ),
+    "one column only": (
+        [
+            "DROP TRIGGER blocks_no_change ON blocks",
+            f"CREATE TRIGGER blocks_no_change BEFORE UPDATE OF kind OR DELETE ON blocks FOR EACH ROW {PG_REFUSE}",
+            "ALTER TABLE blocks ENABLE ALWAYS TRIGGER blocks_no_change",
+        ],
+        ["blocks_no_change"],
+    ),
+    "function of another schema": (
+        [
+            "CREATE SCHEMA shadow",
+            "CREATE FUNCTION shadow.ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RETURN NULL; END $$",
+            "DROP TRIGGER merkle_nodes_no_change ON merkle_nodes",
+            "CREATE TRIGGER merkle_nodes_no_change BEFORE DELETE OR UPDATE ON merkle_nodes FOR EACH ROW "
+            "EXECUTE FUNCTION shadow.ledger_refuse_change()",
+            "ALTER TABLE merkle_nodes ENABLE ALWAYS TRIGGER merkle_nodes_no_change",
+        ],
+        ["merkle_nodes_no_change"],
+    ),
+    "truncate trigger missing": (["DROP TRIGGER checkpoints_no_truncate ON checkpoints"], ["checkpoints_no_truncate"]),
+    "truncate trigger disabled": (["ALTER TABLE blocks DISABLE TRIGGER blocks_no_truncate"], ["blocks_no_truncate"]),
+    "enabled, but not always": (["ALTER TABLE blocks ENABLE TRIGGER blocks_no_truncate"], ["blocks_no_truncate"]),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("case", PG_GUARD_ATTACKS)
+def test_postgres_guard_substitution_is_reported(pg_url: str, tmp_path: Path, case: str) -> None:
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
+    statements, names = PG_GUARD_ATTACKS[case]
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as connection:
+        for statement in statements:
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+    findings = ledger.audit(files=FilesMode.NONE).findings
+    assert {f.kind for f in findings} == {FindingClass.DB_GUARD}, findings
+    assert sorted(f.message.split()[2] for f in findings) == sorted(names), findings
+
+
+@pytest.mark.postgres
+def test_postgres_function_recreated_with_other_whitespace_is_no_finding(pg_url: str, tmp_path: Path) -> None:
+    from ledger import guards
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
+    engine = sqlalchemy.create_engine(pg_url)
+    with engine.begin() as connection:
+        body = guards.PG_FUNCTION_BODY.replace(" ", "\n    ")
+        connection.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION ledger_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$\n{body}\n$$"
+        )
+    engine.dispose()
+    assert ledger.audit(files=FilesMode.NONE).findings == ()
 
 
 def test_finding_file_missing(ledger_ws: Workspace) -> None:
@@ -153,6 +397,39 @@ def test_finding_unledgered(ledger_ws: Workspace) -> None:
     (ledger_ws.models / "oneseek-7b-zero-v1.3.pth").write_bytes(b"x" * 10)
     report = ledger.audit(files=FilesMode.QUICK)
     assert [(f.kind, f.path) for f in report.findings] == [(FindingClass.UNLEDGERED, "oneseek-7b-zero-v1.3.pth")]
+
+
+def test_finding_unledgered_in_subdirectories(ledger_ws: Workspace, tmp_path: Path) -> None:
+    """``append`` takes weights from subdirectories, so the scan for unledgered files walks the whole tree."""
+    ledger = open_ledger(ledger_ws)
+    sub = ledger_ws.models / "sub"
+    sub.mkdir()
+    ledger_ws.write_version("oneseek-7b-zero-v1.0")
+    (ledger_ws.models / "oneseek-7b-zero-v1.0.pth").rename(sub / "oneseek-7b-zero-v1.0.pth")
+    (ledger_ws.models / "oneseek-7b-zero-v1.0.json").rename(sub / "oneseek-7b-zero-v1.0.json")
+    ledger.append(sub / "oneseek-7b-zero-v1.0.pth")
+    assert ledger.audit(files=FilesMode.FULL).findings == ()  # the ledgered one is known by its relative path
+    (sub / "x-v1.0.pth").write_bytes(b"x" * 10)
+    (sub / "deeper").mkdir()
+    (sub / "deeper" / ".oneseek-7b-zero-v1.1.json.abc.tmp").write_bytes(b"{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "linked-v1.0.pth").write_bytes(b"y")
+    (ledger_ws.models / "link").symlink_to(elsewhere)  # not followed
+    report = ledger.audit(files=FilesMode.QUICK)
+    assert [(f.kind, f.path) for f in report.findings] == [
+        (FindingClass.UNLEDGERED, "sub/deeper/.oneseek-7b-zero-v1.1.json.abc.tmp"),
+        (FindingClass.UNLEDGERED, "sub/x-v1.0.pth"),
+    ]
+
+
+def test_adapters_inside_the_models_directory_are_not_unledgered(workspace: Workspace) -> None:
+    adapters = workspace.models / "lora_adapters"
+    ledger = Ledger.create(workspace.db_url, models_dir=workspace.models, key=workspace.key, adapters_dir=adapters)
+    (adapters / "oneseek-7b-zero-v1.0").mkdir(parents=True)
+    (adapters / "oneseek-7b-zero-v1.0" / "adapter_model.safetensors").write_bytes(b"a" * 64)
+    ledger.append(workspace.write_version("oneseek-7b-zero-v1.0"))
+    assert ledger.audit(files=FilesMode.FULL).findings == ()
 
 
 def test_finding_metadata_mismatch(ledger_ws: Workspace) -> None:

@@ -5,18 +5,22 @@ environment exits 3, and the ledger is unchanged (or, after a commit, complete a
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import functools
 import json
 import os
 import pickle
-import string
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy
+import typer.main
+import typer.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -28,12 +32,50 @@ from ledger.audit import FilesMode
 from ledger.errors import InputError, StorageError
 from ledger.fsutil import relative_inside
 from ledger.metadata import validate
-from ledger.strictjson import load_object
+from ledger.strictjson import load_object, read_object
 from ledger.tensors import UnsafePickleError, summarise_pth
 from ledger.versions import VersionId, VersionName, check_slug
 from tests.conftest import Workspace, open_ledger, seed_metadata
 
 NAME = "oneseek-7b-zero-v1.0"
+
+#: Examples per property test. Most go through the CLI (``ledger append``, ``show``, ...) and assert what a user
+#: meets: no traceback, exit 2 with one line on stderr, the ledger's head and the files unchanged. The library
+#: tests below them are the cheap, wide net. Each test fails unless its share really ran.
+EXAMPLES = {
+    "cli-metadata-bytes": 1000,
+    "cli-metadata-text": 700,
+    "cli-metadata-fields": 1000,
+    "cli-file-names": 600,
+    "cli-version-refs": 600,
+    "cli-arguments": 700,
+    "json-bytes": 300,
+    "json-text": 200,
+    "metadata-fields": 200,
+    "names": 300,
+    "paths": 300,
+}
+
+
+def test_enough_examples_and_most_through_the_cli() -> None:
+    cli = sum(n for name, n in EXAMPLES.items() if name.startswith("cli-"))
+    assert sum(EXAMPLES.values()) >= 5000
+    assert cli >= 0.75 * sum(EXAMPLES.values())
+
+
+def run_examples(name: str, strategy: st.SearchStrategy[Any], check: Callable[[Any], object]) -> None:
+    """Run ``check`` on ``EXAMPLES[name]`` generated values (no deadline: 2 busy cores) and count them."""
+    ran = 0
+
+    @settings(max_examples=EXAMPLES[name], deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def property_holds(value: Any) -> None:
+        nonlocal ran
+        ran += 1
+        check(value)
+
+    property_holds()
+    assert ran >= EXAMPLES[name], f"{name}: only {ran} examples ran"
 
 
 def _one_printable_line(exc: InputError) -> None:
@@ -42,47 +84,13 @@ def _one_printable_line(exc: InputError) -> None:
     assert shown and shown.isprintable(), shown
 
 
-def examples(n: int) -> settings:
-    """Hypothesis settings: ``n`` examples, no deadline (2 busy cores), fixtures reused across examples."""
-    return settings(
-        max_examples=n,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-
-
 JSON_LEAF = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 JSON = st.recursive(
     JSON_LEAF,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
-
-
-# --- library level: only typed input errors, whatever the bytes -----------------------------------
-
-
-@examples(1500)
-@given(st.binary(max_size=300))
-def test_json_bytes_only_input_errors(data: bytes) -> None:
-    try:
-        assert isinstance(load_object(data, what="x.json"), dict)
-    except InputError as exc:
-        _one_printable_line(exc)
-
-
-@examples(800)
-@given(JSON, st.integers(0, 40), st.text(alphabet='{}[]:,"\\ \x00\ud800eE+-.0123', max_size=4))
-def test_json_text_mutations_only_input_errors(value: Any, where: int, junk: str) -> None:
-    text = json.dumps(value)
-    where = min(where, len(text))
-    data = (text[:where] + junk + text[where:]).encode("utf-8", "surrogatepass")
-    try:
-        load_object(data, what="x.json")
-    except InputError as exc:
-        _one_printable_line(exc)
-
-
+JUNK = st.text(alphabet='{}[]:,"\\ \x00\ud800eE+-.0123', max_size=4)
 FIELDS = [
     (),
     ("version",),
@@ -97,11 +105,19 @@ FIELDS = [
     ("provenance", "training_data_hash"),
     ("provenance", "ledger_block_id"),
 ]
+#: Arguments come from argv: never a NUL, and only the lone surrogates that undecodable bytes become.
+ARGV_TEXT = st.text(st.characters(exclude_characters="\x00"), max_size=40)
+ARGV_PIECE = st.sampled_from(["..", ".", "/", "\udcff", "\u202e", "\x1b[31m", "-", "--", "v1.0", "-v1.0", ".pth"])
+ARGV = st.lists(ARGV_PIECE | ARGV_TEXT, min_size=1, max_size=4).map("".join)
 
 
-@examples(1000)
-@given(st.sampled_from(FIELDS), JSON, st.booleans())
-def test_metadata_fields_only_input_errors(field: tuple[str, ...], value: Any, delete: bool) -> None:
+def _mutated_json_text(value: Any, where: int, junk: str) -> bytes:
+    text = json.dumps(value)
+    where = min(where, len(text))
+    return (text[:where] + junk + text[where:]).encode("utf-8", "surrogatepass")
+
+
+def _mutated_metadata(field: tuple[str, ...], value: Any, delete: bool) -> Any:
     meta: Any = seed_metadata(NAME)
     if field:
         parent = meta
@@ -113,20 +129,215 @@ def test_metadata_fields_only_input_errors(field: tuple[str, ...], value: Any, d
             parent[field[-1]] = value
     elif isinstance(value, dict):
         meta.update(value)
-    try:
-        validate(meta, expected=VersionName.from_filename(f"{NAME}.json")[0])
-    except InputError as exc:
-        _one_printable_line(exc)
+    return meta
 
 
-@examples(1000)
-@given(st.text(max_size=60) | st.sampled_from(["v1.0", "1.0", "v01.0", "v1.-1", "v１.0", "a-v1.0.pth", "-v1.0.json"]))
-def test_names_and_versions_only_naming_errors(text: str) -> None:
-    for parse in (VersionId.parse, VersionName.from_filename, check_slug):
+# --- through the CLI: exit 2, one line, nothing changed ----------------------------------------------
+
+
+@dataclass
+class Probe:
+    """A SQLite ledger holding ``NAME`` (so a valid append of it is refused as a duplicate), driven in-process."""
+
+    ws: Workspace
+    ledger: Ledger
+    env: dict[str, str]
+
+    def snapshot(self) -> list[tuple[str, bytes]]:
+        """Every file under the models and adapters directories, with its bytes."""
+        roots = (self.ws.models, self.ws.adapters)
+        return sorted((str(p), p.read_bytes()) for root in roots for p in root.rglob("*") if p.is_file())
+
+    def run(self, args: list[str], *, ok: bool | None = False) -> str:
+        """Run ``ledger ARGS``: exit 0 when ``ok``, exit 2 with one printable line when not (either when None);
+        no traceback, and the head and the files are unchanged. Returns the error line ("" on success)."""
+        head, files = self.ledger.head(), self.snapshot()
+        result = CliRunner().invoke(app, args, env=self.env)
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+        assert "Traceback" not in result.output + result.stderr
+        allowed = (0, 2) if ok is None else (0,) if ok else (2,)
+        assert result.exit_code in allowed, (args, result.exit_code, result.stderr)
+        line = ""
+        if result.exit_code == 2 and not ("Usage" in result.output and not result.stderr.strip()):  # bare group help
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("ledger: error: "), (args, result.stderr)
+            line = lines[0]
+            assert line.isprintable(), line
+        assert self.ledger.head() == head
+        assert self.snapshot() == files
+        return line
+
+    def other_weights(self) -> None:
+        """Put other bytes under ``NAME``'s weight file: from now on no append of ``NAME`` is the identical
+        version, so even valid metadata is refused (as a duplicate) and nothing may change."""
+        (self.ws.models / f"{NAME}.pth").write_bytes(b"w" * 64)
+
+    def append_with_metadata(self, data: bytes) -> str:
+        """``ledger append`` of ``NAME`` whose metadata file holds ``data``."""
+        (self.ws.models / f"{NAME}.json").write_bytes(data)
+        return self.run(["append", str(self.ws.models / f"{NAME}.pth")])
+
+
+@pytest.fixture
+def probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Probe]:
+    from ledger.signing import SigningKey, write_key_file
+
+    # building the click command from the Typer app is most of an in-process run: build it once
+    monkeypatch.setattr(typer.testing, "_get_command", functools.cache(typer.main.get_command))
+    models, adapters = tmp_path / "models", tmp_path / "lora_adapters"
+    models.mkdir()
+    adapters.mkdir()
+    write_key_file(tmp_path / "key.pem", SigningKey.generate(), None)
+    ws = Workspace(tmp_path, models, adapters, tmp_path / "key.pem", f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger.create(ws.db_url, models_dir=models, key=ws.key, adapters_dir=adapters)
+    ledger.append(ws.write_version(NAME))
+    yield Probe(ws, ledger, ws.env())
+    ledger.store.engine.dispose()
+
+
+def test_cli_metadata_bytes(probe: Probe) -> None:
+    probe.other_weights()
+    run_examples("cli-metadata-bytes", st.binary(max_size=300), probe.append_with_metadata)
+
+
+def test_cli_metadata_text_mutations(probe: Probe) -> None:
+    probe.other_weights()
+
+    def check(case: tuple[Any, int, str]) -> None:
+        probe.append_with_metadata(_mutated_json_text(*case))
+
+    run_examples("cli-metadata-text", st.tuples(JSON, st.integers(0, 40), JUNK), check)
+
+
+def test_cli_metadata_fields(probe: Probe) -> None:
+    """Valid or not, metadata for ``NAME`` is refused: by the validator (its message), else as a duplicate."""
+    probe.other_weights()
+
+    def check(case: tuple[tuple[str, ...], Any, bool]) -> None:
+        line = probe.append_with_metadata(json.dumps(_mutated_metadata(*case)).encode())
+        try:  # the library's verdict on the same file
+            validate(read_object(probe.ws.models / f"{NAME}.json"), expected=VersionName.parse(NAME))
+        except InputError as exc:
+            assert one_line(exc) in line, (line, one_line(exc))
+            return
+        assert "already exists; expected v1.1 (micro) or v2.0 (major)" in line or "training_data_hash" in line, line
+
+    run_examples("cli-metadata-fields", st.tuples(st.sampled_from(FIELDS), JSON, st.booleans()), check)
+
+
+FILE_NAMES = ARGV | st.from_regex(
+    r"[a-z0-9._-]{0,12}-v[0-9]{1,10}\.[0-9]{1,10}(\.pth|\.safetensors|\.json|\.bin)?", fullmatch=True
+)
+
+
+def test_cli_file_names(probe: Probe) -> None:
+    """Weight, metadata and adapter names: created where the file system allows (never over an existing file)."""
+    probe.other_weights()
+    where = st.sampled_from([[], ["--metadata"], ["--adapter"]])
+
+    def check(case: tuple[list[str], str]) -> None:
+        option, name = case
+        path = probe.ws.models / name
+        with contextlib.suppress(OSError, ValueError):
+            if "/" not in name and not path.exists():
+                path.write_bytes(b"w" * 16)
+        weights = [str(probe.ws.models / f"{NAME}.pth")] if option else []
+        probe.run(["append", *weights, *option, str(path)] if option else ["append", str(path)])
+        with contextlib.suppress(OSError, ValueError):
+            if path.is_file() and path.read_bytes() == b"w" * 16:
+                path.unlink()
+
+    run_examples("cli-file-names", st.tuples(where, FILE_NAMES), check)
+
+
+VERSION_REFS = ARGV | st.sampled_from(["0", "1", "2", "v1.0", "1.0", "v01.0", "v1.-1", "v１.0", NAME, "x-v1.0", "v1.1"])
+
+
+def test_cli_version_refs(probe: Probe) -> None:
+    """``show REF`` and ``show --model M REF``: shown when the library finds it, else refused (exit 2)."""
+
+    def check(case: tuple[str, str | None]) -> None:
+        ref, model = case
         try:
-            parse(text)
+            probe.ledger.find(ref, model=model)
+            found = True
+        except InputError:
+            found = False
+        probe.run(["show", "--", ref] if model is None else ["show", f"--model={model}", "--", ref], ok=found)
+
+    models = st.none() | st.just("oneseek-7b-zero") | st.just("OneSeek-7B-Zero") | VERSION_REFS
+    run_examples("cli-version-refs", st.tuples(VERSION_REFS, models), check)
+
+
+COMMANDS = [
+    ["append"],
+    ["show"],
+    ["log"],
+    ["audit"],
+    ["versions"],
+    ["keys", "show"],
+    ["db", "current"],
+    ["db", "roles"],
+]
+OPTIONS = st.sampled_from(
+    ["--limit", "--files", "--metadata", "--stage", "--question", "--adapter", "--data", "--model", "--owner", "--app"]
+)
+
+
+def test_cli_arguments(probe: Probe) -> None:
+    """Any command with hostile options and values: accepted (``log --limit 3``, ``audit``) or refused with one
+    line; never a traceback, never a change (the ledger is clean, so even ``audit`` exits 0)."""
+
+    def check(case: tuple[list[str], list[str]]) -> None:
+        command, args = case
+        probe.run([*command, *args], ok=None)
+
+    run_examples("cli-arguments", st.tuples(st.sampled_from(COMMANDS), st.lists(OPTIONS | ARGV, max_size=4)), check)
+
+
+# --- library level: only typed input errors, whatever the bytes -----------------------------------
+
+
+def test_json_bytes_only_input_errors() -> None:
+    def check(data: bytes) -> None:
+        try:
+            assert isinstance(load_object(data, what="x.json"), dict)
         except InputError as exc:
             _one_printable_line(exc)
+
+    run_examples("json-bytes", st.binary(max_size=300), check)
+
+
+def test_json_text_mutations_only_input_errors() -> None:
+    def check(case: tuple[Any, int, str]) -> None:
+        try:
+            load_object(_mutated_json_text(*case), what="x.json")
+        except InputError as exc:
+            _one_printable_line(exc)
+
+    run_examples("json-text", st.tuples(JSON, st.integers(0, 40), JUNK), check)
+
+
+def test_metadata_fields_only_input_errors() -> None:
+    def check(case: tuple[tuple[str, ...], Any, bool]) -> None:
+        try:
+            validate(_mutated_metadata(*case), expected=VersionName.parse(NAME))
+        except InputError as exc:
+            _one_printable_line(exc)
+
+    run_examples("metadata-fields", st.tuples(st.sampled_from(FIELDS), JSON, st.booleans()), check)
+
+
+def test_names_and_versions_only_naming_errors() -> None:
+    def check(text: str) -> None:
+        for parse in (VersionId.parse, VersionName.from_filename, check_slug):
+            try:
+                parse(text)
+            except InputError as exc:
+                _one_printable_line(exc)
+
+    extra = st.sampled_from(["v1.0", "1.0", "v01.0", "v1.-1", "v１.0", "a-v1.0.pth", "-v1.0.json"])
+    run_examples("names", st.text(max_size=60) | extra, check)
 
 
 PATH_PARTS = st.lists(
@@ -137,30 +348,22 @@ PATH_PARTS = st.lists(
 )
 
 
-@pytest.fixture(scope="module")
-def fuzz_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("paths")
-    (root / "models").mkdir()
-    (root / "models" / "a").mkdir()
-    (root / "models" / "link").symlink_to(root)
-    return root
+def test_paths_only_input_errors(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    (models / "a").mkdir(parents=True)
+    (models / "link").symlink_to(tmp_path)
 
+    def check(parts: list[str]) -> None:
+        path = Path(models, *parts)
+        try:
+            relative = relative_inside(models, path)
+        except InputError as exc:
+            _one_printable_line(exc)
+            return
+        assert ".." not in relative.split("/") and not relative.startswith("/")
+        assert (models / relative).resolve().is_relative_to(models.resolve())
 
-@examples(500)
-@given(PATH_PARTS)
-def test_paths_only_input_errors(fuzz_root: Path, parts: list[str]) -> None:
-    models = fuzz_root / "models"
-    path = Path(models, *parts)
-    try:
-        relative = relative_inside(models, path)
-    except InputError as exc:
-        _one_printable_line(exc)
-        return
-    assert ".." not in relative.split("/") and not relative.startswith("/")
-    assert (models / relative).resolve().is_relative_to(models.resolve())
-
-
-# --- ledger level: a failed append leaves the ledger exactly as it was -----------------------------
+    run_examples("paths", PATH_PARTS, check)
 
 
 @pytest.fixture
@@ -174,48 +377,6 @@ def sqlite_ws(tmp_path: Path) -> Workspace:
     ws = Workspace(tmp_path, models, adapters, tmp_path / "key.pem", f"sqlite:///{tmp_path / 'ledger.db'}")
     Ledger.create(ws.db_url, models_dir=models, key=ws.key, adapters_dir=adapters)
     return ws
-
-
-@examples(200)
-@given(st.sampled_from(FIELDS[1:]), JSON)
-def test_hostile_metadata_append_leaves_ledger_unchanged(
-    sqlite_ws: Workspace, field: tuple[str, ...], value: Any
-) -> None:
-    ledger = open_ledger(sqlite_ws)
-    head = ledger.head()
-    meta: Any = seed_metadata("oneseek-7b-zero-v1.0")
-    parent = meta
-    for key in field[:-1]:
-        parent = parent[key]
-    parent[field[-1]] = value
-    weights = sqlite_ws.write_version("oneseek-7b-zero-v1.0", meta=meta, content=b"w" * 64)
-    try:
-        ledger.append(weights)
-    except InputError:
-        assert ledger.head() == head
-    ledger.store.engine.dispose()
-
-
-COMMANDS = [["append"], ["show"], ["log"], ["audit"], ["keys", "show"], ["db", "current"], ["db", "roles"], []]
-ARG = st.sampled_from(
-    ["--limit", "--files", "--metadata", "--stage", "--question", "--adapter", "--owner", "--app"]
-) | st.text(alphabet=string.printable + "é\u202e", max_size=12)
-
-
-@examples(150)
-@given(st.sampled_from(COMMANDS), st.lists(ARG, max_size=4))
-def test_cli_arguments_never_traceback(sqlite_ws: Workspace, command: list[str], args: list[str]) -> None:
-    env = sqlite_ws.env()
-    before = open_ledger(sqlite_ws, signing=False).head()
-    result = CliRunner().invoke(app, [*command, *args], env=env, catch_exceptions=True)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert "Traceback" not in result.output + result.stderr
-    assert result.exit_code in (0, 2), (command, args, result.exit_code, result.stderr)
-    shown_help = "Usage" in result.output and not result.stderr.strip()  # a group called without a command
-    if result.exit_code == 2 and not shown_help:
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("ledger: error: "), result.stderr
-    assert open_ledger(sqlite_ws, signing=False).head() == before
 
 
 # --- real subprocess runs: the named attacks ---------------------------------------------------------

@@ -11,8 +11,11 @@ height, ``chain.check_block`` (payload, then block hash -> link, then signature)
 from __future__ import annotations
 
 import hashlib
+import itertools
+import json
 import os
 import random
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -560,13 +563,42 @@ def test_matrix_is_big_enough() -> None:
     assert len({m.name for m in MUTATIONS}) == len(MUTATIONS)
 
 
+def _named(blocks: list[Block], height: int) -> str | None:
+    """The version a finding at ``height`` must name: the one the row stored there says it records, if any."""
+    rows = [b for b in blocks if b.height == height and b.kind == "version"]
+    try:
+        name = json.loads(rows[0].payload)["name"] if rows else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return name if isinstance(name, str) and re.fullmatch(r"oneseek-7b-zero-v1\.[0-9]+", name) else None
+
+
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=[m.name for m in MUTATIONS])
 def test_mutation_reported(built: Built, mutation: Mutation) -> None:
-    report = audit_under_attack(built, mutation.attack)
+    seen: list[Block] = []
+
+    def attack(a: Attack) -> None:
+        mutation.attack(a)
+        seen.extend(Store.blocks(a.connection))
+
+    report = audit_under_attack(built, attack)
     found = first_error(report)
-    assert (found.height, found.kind) == (mutation.height, mutation.kind), report.findings[:4]
+    expected = (mutation.height, mutation.kind, _named(seen, mutation.height))
+    assert (found.height, found.kind, found.version) == expected, report.findings[:4]
     if mutation.also is not None:
         assert (mutation.height, mutation.also) in [(f.height, f.kind) for f in report.findings]
+
+
+VERSION_COLUMNS = ["format", "prev_hash", "timestamp", "key_id", "block_hash", "payload_hash", "signature"]
+
+
+@pytest.mark.parametrize("column", VERSION_COLUMNS)
+def test_finding_on_a_version_block_names_the_version(built: Built, column: str) -> None:
+    """Not vacuous: a changed column of a version block whose payload still parses names that version."""
+    height = VERSION_HEIGHTS[3]
+    mutation = _column_mutation(column, "valid", height)
+    found = first_error(audit_under_attack(built, mutation.attack))
+    assert (found.height, found.kind, found.version) == (height, COLUMN_CLASS[column], ADAPTER_VERSION)
 
 
 @pytest.mark.parametrize("mutation", TAIL_CUTS, ids=[m.name for m in TAIL_CUTS])
@@ -622,21 +654,26 @@ class Witnessed:
     stored_tree_shows: bool = False  # the stored Merkle nodes betray it even without a checkpoint
 
 
-def _rewrite_with_keys(start: int, *, rebuild_tree: bool) -> Callable[[Attack], None]:
+def _rewrite_with_keys(start: int, *, rebuild_tree: bool, fix_parents: bool = True) -> Callable[[Attack], None]:
     """Alter note block ``start`` and re-seal everything after it with the right keys (the attacker holds the
-    retired key A and the active key B): the chain verifies, signatures and all."""
+    retired key A and the active key B): the chain verifies, signatures and all. With ``fix_parents`` the
+    attacker also points each later version's ``parent`` at its predecessor's new block hash."""
 
     def attack(a: Attack) -> None:
         prev = a.block(start - 1).block_hash
+        renamed: dict[str, str] = {}
         for height in range(start, N + 1):
             old = a.block(height)
             payload = decode(old.payload)
             if height == start:
                 payload["text"] = "rewritten history"
+            parent = payload.get("parent") if old.kind == "version" else None
+            if fix_parents and isinstance(parent, dict):
+                parent["block_hash"] = renamed.get(parent["block_hash"], parent["block_hash"])
             key = a.built.key_a if height <= ROTATION else a.built.key_b
             new = seal(height=height, prev_hash=prev, timestamp=old.timestamp, kind=old.kind, payload=payload, key=key)
             a.rewrite(new)
-            prev = new.block_hash
+            prev = renamed[old.block_hash] = new.block_hash
         if rebuild_tree:
             a.rebuild_tree()
 
@@ -681,6 +718,18 @@ def test_transparency_attack_reported(built: Built, mutation: Witnessed) -> None
     report = audit_under_attack(built, mutation.attack, **_options(built, mutation.source))
     found = first_error(report)
     assert (found.height, found.kind) == (mutation.height, mutation.kind), report.findings[:4]
+
+
+@pytest.mark.parametrize("start", [11, 20])
+def test_rewrite_with_keys_leaving_the_parents_is_a_lineage_finding(built: Built, start: int) -> None:
+    """Re-signed with the keys and the tree rebuilt, but the later versions still name their parents' old block
+    hashes: the chain alone shows it, as ``sequence`` at the first version whose parent was rewritten."""
+    report = audit_under_attack(built, _rewrite_with_keys(start, rebuild_tree=True, fix_parents=False))
+    height = next(h for p, h in itertools.pairwise(VERSION_HEIGHTS) if p >= start)
+    found = first_error(report)
+    name = _version_names()[VERSION_HEIGHTS.index(height)]
+    assert (found.height, found.kind, found.version) == (height, Q, name), report.findings
+    assert "parent" in found.message
 
 
 def test_rewrite_against_the_trusted_state_alone_is_bracketed(built: Built) -> None:

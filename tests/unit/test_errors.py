@@ -51,3 +51,17 @@ def test_every_concrete_error_class_has_a_negative_test() -> None:
         if cls not in ABSTRACT and not re.search(rf"raises\(\s*(\w+\.)?{cls.__name__}\b", sources)
     ]
     assert missing == []
+
+
+def test_operating_system_errors_and_interrupts_are_mapped_here() -> None:
+    """OSError and Ctrl-C have their exit codes and messages in cli/errors.py, beside the library's."""
+    from cli.errors import EXIT_INTERRUPTED, message
+
+    disk_full = OSError(28, "No space left on device")
+    assert (exit_code(disk_full), message(disk_full)) == (
+        EXIT_ENVIRONMENT,
+        "system error: [Errno 28] No space left on device",
+    )
+    assert (exit_code(KeyboardInterrupt()), message(KeyboardInterrupt())) == (EXIT_INTERRUPTED, "interrupted")
+    assert EXIT_INTERRUPTED == 130 and EXIT_INTERRUPTED not in (EXIT_FINDINGS, EXIT_INPUT, EXIT_ENVIRONMENT)
+    assert message(errors.StorageError("database\nlocked")) == "database locked"
