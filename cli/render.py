@@ -35,10 +35,15 @@ def resumed_line(block: Block) -> str:
 
 
 def _label(block: Block) -> str:
+    from ledger.errors import DamagedBlockError
+
     if block.kind != "version":
         return ""
-    data = block.data()
-    stage = f" stage {data['stage']} q={data['question']}" if data.get("stage") else ""
+    try:
+        data = block.data()
+    except DamagedBlockError:
+        return " (damaged payload: run `ledger audit`)"
+    stage = f" stage {data.get('stage')} q={data.get('question')}" if data.get("stage") else ""
     return f" {data.get('name')}{stage}"
 
 

@@ -96,14 +96,10 @@ class Ledger:
         self.adapters_dir = adapters_dir if adapters_dir is not None else default_adapters_dir(models_dir)
         self._key = key
         self.genesis = genesis
-        # Merkle frontier after the last block this object appended, keyed by that block's hash: the next
-        # append reuses it when the head is still that block (no other writer came in between).
         #: (head hash, Merkle frontier, signing key id) after this object's last append: while the head is still
         #: that block, nobody else appended, so neither the frontier nor the key schedule can have changed.
         self._frontier: tuple[str, list[bytes], str] | None = None
-        info = decode(genesis.payload)
-        self.ledger_id: str = info["ledger_id"]
-        self.origin: str = info["origin"]
+        self.ledger_id, self.origin = _identity(genesis)
 
     # --- construction -------------------------------------------------------------------------
 
@@ -293,9 +289,21 @@ class Ledger:
         """Append a signed block of any kind whose payload does not depend on the chain."""
         return self._commit(kind, lambda _connection, _head: (payload, None))
 
-    def append(self, weights: Path | None = None, **options: Any) -> Block:
+    def append(
+        self,
+        weights: Path | None = None,
+        *,
+        metadata: Path | None = None,
+        stage: int | None = None,
+        question: str | None = None,
+        adapter: Path | None = None,
+        data: Path | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Block:
         """Record a saved model version and return its block (``append_version`` says if it was a resumption)."""
-        return self.append_version(weights, **options).block
+        return self.append_version(
+            weights, metadata=metadata, stage=stage, question=question, adapter=adapter, data=data, progress=progress
+        ).block
 
     def append_version(
         self,
@@ -399,7 +407,7 @@ class Ledger:
             block = self.version_block(prepared.name.slug, prepared.name.version)
         except NotFoundError:
             return None
-        recorded = {k: v for k, v in decode(block.payload).items() if k != "parent"}
+        recorded = {k: v for k, v in block.data().items() if k != "parent"}
         return block if recorded == decode(canonical(prepared.body)) else None
 
     def next_version(self, model: str, *, major: bool) -> VersionId:
@@ -481,8 +489,8 @@ def _last_version(connection: Connection, model: str) -> tuple[VersionRecord, Bl
         return None
     block = Store.block_at(connection, row[0])
     assert block is not None
-    data = decode(block.payload)
-    record = VersionRecord(VersionId.parse(data["version"]), data.get("stage"), data.get("question"))
+    data = block.data()
+    record = VersionRecord(VersionId.parse(str(data.get("version"))), data.get("stage"), data.get("question"))
     return record, block
 
 
@@ -518,3 +526,16 @@ def _safe_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _identity(genesis: Block) -> tuple[str, str]:
+    """The ledger id and origin the genesis block names; empty strings when its payload was damaged, so that
+    ``ledger audit`` can still open the ledger and report the genesis block (and nothing can match an empty id)."""
+    try:
+        info = decode(genesis.payload)
+    except ValueError:
+        return "", ""
+    if not isinstance(info, dict):
+        return "", ""
+    ledger_id, origin = info.get("ledger_id"), info.get("origin")
+    return (ledger_id if isinstance(ledger_id, str) else ""), (origin if isinstance(origin, str) else "")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import guards
-from ledger.chain import ChainWalker, check_block, collect_keys, link_fields, sort_findings
+from ledger.chain import sort_findings
 from ledger.errors import FileInputError, InputError, UnsafePathError
 from ledger.findings import Finding, FindingClass
 from ledger.fsutil import display_path, resolve_recorded
@@ -138,25 +138,6 @@ def record_block(scan: ChainScan, block: Any) -> None:
         _record_version(scan, block, payload_of(block))
     else:
         _record_lifecycle(scan, block.height, block.kind, payload_of(block))
-
-
-def scan_chain(blocks: Iterable[Any]) -> ChainScan:
-    """Verify blocks in order (pure: takes Block values) and collect the version states."""
-    scan = ChainScan()
-    walker = ChainWalker()
-    keys: dict[str, bytes] = {}
-    for block in blocks:
-        keys.update(collect_keys([block]))
-        problem = check_block(block, keys)
-        if problem is not None:
-            scan.findings.append(problem)
-        walker.visit(link_fields(block))
-        scan.count += 1
-        scan.head_height, scan.head_hash = block.height, block.block_hash
-        if problem is None and block.kind in STATE_KINDS:
-            record_block(scan, block)
-    scan.findings.extend(walker.finish())
-    return scan
 
 
 def _record_version(scan: ChainScan, block: Any, payload: dict[str, Any]) -> None:

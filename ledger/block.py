@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ledger.canonical import canonical, decode
+from ledger.errors import DamagedBlockError
 from ledger.signing import SigningKey
 
 FORMAT_VERSION = 1
@@ -101,9 +102,18 @@ class Block:
             )
         ).hexdigest()
 
-    def data(self) -> Any:
-        """The payload as Python values."""
-        return decode(self.payload)
+    def data(self) -> dict[str, Any]:
+        """The payload as a JSON object; ``DamagedBlockError`` when the stored bytes are not one (a hostile or
+        damaged database: the audit reports it as a ``payload`` finding)."""
+        try:
+            value = decode(self.payload)
+        except ValueError as exc:
+            raise DamagedBlockError(
+                f"block {self.height}: payload is not valid JSON ({exc}); run `ledger audit`"
+            ) from None
+        if not isinstance(value, dict):
+            raise DamagedBlockError(f"block {self.height}: payload is not a JSON object; run `ledger audit`")
+        return value
 
     def to_json(self) -> dict[str, Any]:
         """The block as a JSON object (payload embedded as a JSON string of its exact bytes)."""
@@ -113,7 +123,7 @@ class Block:
             "prev_hash": self.prev_hash,
             "timestamp": self.timestamp,
             "kind": self.kind,
-            "payload": self.payload.decode("utf-8"),
+            "payload": self.payload.decode("utf-8", errors="replace"),  # damaged bytes must not crash a listing
             "payload_hash": self.payload_hash,
             "key_id": self.key_id,
             "block_hash": self.block_hash,

@@ -22,9 +22,16 @@ def canonical(obj: Mapping[str, Any] | list[Any]) -> bytes:
         raise InputError(f"value cannot be canonicalised (RFC 8785): {exc}") from exc
 
 
-def decode(data: bytes) -> Any:
-    """Parse canonical bytes back into Python values (no validation beyond JSON)."""
-    return json.loads(data)
+def decode(data: bytes | str) -> Any:
+    """Parse JSON (UTF-8 bytes, or text) into Python values: every parse of bytes from outside the process.
+
+    Bytes that are not UTF-8, malformed JSON, and nesting too deep for the parser (a hostile database or file)
+    all raise ``ValueError``; a ``RecursionError`` never escapes as a crash.
+    """
+    try:
+        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+    except RecursionError:
+        raise ValueError("JSON is nested too deeply") from None
 
 
 _MAX_SAFE_INT = 2**53 - 1
@@ -110,7 +117,7 @@ def is_canonical(data: bytes) -> bool:
             value, end = decoder.raw_decode(text)
         except _NotSimple:
             pass
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         else:
             # leading whitespace already failed above; trailing data is what json.loads calls "Extra data"
@@ -122,6 +129,6 @@ def is_canonical(data: bytes) -> bool:
             if encoded is not None:
                 return encoded == text
     try:
-        return rfc8785.dumps(json.loads(data)) == data
-    except (ValueError, rfc8785.CanonicalizationError):
+        return rfc8785.dumps(decode(data)) == data
+    except (ValueError, RecursionError, rfc8785.CanonicalizationError):
         return False

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from ledger import merkle, trust
+from ledger.canonical import decode
 from ledger.errors import CheckpointError, ProofError
 from ledger.keys import KeySchedule
 from ledger.note import Checkpoint, SignedCheckpoint
@@ -194,10 +195,8 @@ def parse_note_file(data: bytes) -> bytes:
     """Accept a checkpoint file: the signed note itself, or a proof bundle / state JSON carrying one."""
     stripped = data.lstrip()
     if stripped.startswith(b"{"):
-        import json
-
         try:
-            obj = json.loads(data)
+            obj = decode(data)
         except ValueError as exc:
             raise CheckpointError("checkpoint file is JSON but not valid JSON") from exc
         for key in ("checkpoint", "new_checkpoint"):

@@ -119,3 +119,7 @@ class RemoteCopyError(VerificationError):
 
 class IndexMismatchError(VerificationError):
     """The ``version_index`` lookup row points at a block that does not record that version."""
+
+
+class DamagedBlockError(VerificationError):
+    """A stored block's payload is not a JSON object: the database was changed behind its guards."""

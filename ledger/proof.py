@@ -14,14 +14,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ledger import merkle
 from ledger.block import Block
-from ledger.canonical import is_canonical
+from ledger.canonical import decode, is_canonical
 from ledger.chain import GENESIS, KEY, introduced_key
 from ledger.errors import BadSignatureError, CheckpointError, InputError, ProofError
 from ledger.note import Checkpoint, SignedCheckpoint, parse_verifier_key
@@ -175,8 +174,8 @@ def block_from_json(obj: Any, where: str = "block") -> Block:
 def load_bundle(data: bytes) -> dict[str, Any]:
     """Parse bundle bytes into its JSON object, checking the schema and type."""
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = decode(data)
+    except ValueError as exc:
         raise InputError(f"proof bundle is not JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise InputError("proof bundle is not a JSON object")

@@ -9,7 +9,6 @@ through ``torch.load(weights_only=True, mmap=True)`` for ``ledger inspect``.
 from __future__ import annotations
 
 import io
-import json
 import math
 import pickle
 import struct
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from ledger.canonical import decode
 from ledger.errors import FileInputError, InputError
 from ledger.hashing import FileEnds
 
@@ -234,7 +234,7 @@ def _summarise_safetensors(source: BinaryIO, name: str) -> TensorSummary:
         (length,) = struct.unpack("<Q", prefix)
         if length > MAX_HEADER_BYTES:
             raise InputError(f"{name}: safetensors header of {length} bytes is too large")
-        header = json.loads(source.read(length))
+        header = decode(source.read(length))
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: malformed safetensors header") from exc
     if not isinstance(header, dict):

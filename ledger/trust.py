@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ledger.canonical import decode
 from ledger.errors import CheckpointError, InputError, StorageError
 from ledger.fsutil import write_atomic
 from ledger.merkle import root_from_frontier
@@ -110,7 +111,7 @@ def load(state_dir: Path, ledger_id: str) -> TrustedState | None:
     except OSError as exc:
         raise StorageError(f"cannot read trusted state {path}: {exc.strerror}") from exc
     try:
-        data = json.loads(raw)
+        data = decode(raw)
     except ValueError as exc:
         raise InputError(f"trusted state {path} is not JSON") from exc
     return TrustedState.from_json(data)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ledger.canonical import decode
 from ledger.errors import BadSignatureError, JSONInputError
 from ledger.signing import SigningKey
 
@@ -87,7 +87,7 @@ def decode_statement(verified: Verified) -> dict[str, Any]:
     if verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise JSONInputError(f"DSSE payload type is {verified.payload_type!r}, expected {IN_TOTO_PAYLOAD_TYPE}")
     try:
-        statement = json.loads(verified.payload)
+        statement = decode(verified.payload)
     except ValueError as exc:
         raise JSONInputError("the signed payload is not JSON") from exc
     if not isinstance(statement, dict):

@@ -16,6 +16,7 @@ from typing import Any
 
 from ledger.audit import AuditReport
 from ledger.block import Block
+from ledger.canonical import decode
 from ledger.config import FILENAME, LifecycleConfig
 from ledger.errors import InputError, NamingError, SelectionError
 from ledger.timeutil import parse_user_time
@@ -515,8 +516,8 @@ def build_report(
 
 def _payload(block: Block) -> dict[str, Any]:
     try:
-        data = json.loads(block.payload.decode())  # str: json.loads would first guess the bytes' encoding
-    except ValueError:  # UnicodeDecodeError included
+        data = decode(block.payload)
+    except ValueError:  # not UTF-8, not JSON, nested too deeply
         return {}
     return data if isinstance(data, dict) else {}
 

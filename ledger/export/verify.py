@@ -10,12 +10,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ledger.canonical import decode
 from ledger.errors import CheckpointError, InputError, JSONInputError, LedgerError, VerificationError
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def detect_format(data: bytes) -> str:
     if head.startswith(b"{"):
         first_line = data.split(b"\n", 1)[0]
         try:
-            first = json.loads(first_line)
+            first = decode(first_line)
         except ValueError:
             first = None
         if isinstance(first, dict) and "payloadType" in first:
@@ -88,7 +88,7 @@ def detect_format(data: bytes) -> str:
 
 def _json(data: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(data)
+        document = decode(data)
     except ValueError as exc:
         raise JSONInputError(f"the file is not valid JSON: {exc}") from exc
     if not isinstance(document, dict):
@@ -333,7 +333,7 @@ def _envelopes(data: bytes) -> Iterator[tuple[int, Any]]:
     for number, line in enumerate(data.splitlines(), start=1):
         if line.strip():
             try:
-                yield number, json.loads(line)
+                yield number, decode(line)
             except ValueError as exc:
                 raise JSONInputError(f"line {number} is not JSON: {exc}") from exc
 
