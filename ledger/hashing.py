@@ -259,15 +259,21 @@ def _blake3_serial(stream: io.FileIO, expected: int) -> tuple[int, str]:
     return size, hasher.hexdigest()
 
 
+_IN_PLACE = 1 << 20
+"""Writes at least this large are hashed in place, in the hashing threads; smaller ones are gathered first."""
+
+
 class HashingWriter:
     """Binary write-only file object that writes through to ``raw`` and digests the bytes on the way.
 
-    Lets ``torch.save(obj, HashingWriter(f))`` produce the file and its SHA-256/BLAKE3 in one pass.
-    Writes are copied into a ring of preallocated ``CHUNK_SIZE`` buffers (the caller may reuse its memory
-    once ``write`` returns, and fresh allocations would cost a page fault per page); each full buffer is
-    hashed by one background thread per hasher, so hashing overlaps the caller's serialization. Bytes are
-    written to ``raw`` synchronously, so write errors surface at the ``write`` call. The digest covers
-    exactly the bytes written through this object. Call ``finish()`` once at the end; ``close()`` (or
+    Lets ``torch.save(obj, HashingWriter(f))`` produce the file and its SHA-256/BLAKE3 in one pass. A large
+    write is hashed in place: one thread per hasher reads the caller's buffer while this thread writes it to
+    ``raw``, and ``write`` returns when all three are done, so nothing is copied and the caller may reuse its
+    memory at once. (Copying into a ring of buffers so the hashers could run on after ``write`` returned won
+    nothing: torch holds the GIL while it prepares the next record, so the hashers waited anyway, and the copy
+    cost more than it saved.) Small writes are gathered and hashed in this thread when they fill ``_IN_PLACE``
+    bytes. Bytes are written to ``raw`` synchronously, so write errors surface at the ``write`` call. The digest
+    covers exactly the bytes written through this object. Call ``finish()`` once at the end; ``close()`` (or
     leaving a ``with`` block) stops the threads without closing ``raw``.
     """
 
@@ -277,30 +283,31 @@ class HashingWriter:
         self._b3 = blake3.blake3()
         self._sha_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-sha256")
         self._b3_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-blake3")
-        self._buffers: list[bytearray] = []  # grown on demand up to _BUFFERS, then reused in a ring
-        self._busy: list[tuple[Future[object], Future[object]] | None] = []
-        self._slot = 0
-        self._fill = 0
+        self._gathered = bytearray()  # small writes not hashed yet
         self._size = 0
         self._closed = False
 
     # -- file-object protocol ------------------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        """Write all of ``data`` to the wrapped file and queue it for hashing; returns its length."""
+        """Write all of ``data`` to the wrapped file and hash it; returns its length."""
         self._check_open()
         view = memoryview(data).cast("B")
         total = len(view)
-        if total == 0:
-            return 0
-        remaining = view
-        while remaining:
-            written = self._raw.write(remaining)
-            if written is None:  # non-blocking raw stream with nothing written: not supported
-                raise BlockingIOError(errno.EAGAIN, "wrapped stream would block")
-            remaining = remaining[written:]
+        if total >= _IN_PLACE:
+            self._hash_gathered()  # keep the hashing order: the gathered bytes came first
+            pending = (self._sha_worker.submit(self._sha.update, view), self._b3_worker.submit(self._b3.update, view))
+            try:
+                self._write_all(view)
+            finally:  # the caller's buffer may be reused once we return: the hashers must be done with it
+                for future in pending:
+                    future.result()
+        elif total:
+            self._write_all(view)
+            self._gathered += view
+            if len(self._gathered) >= _IN_PLACE:
+                self._hash_gathered()
         self._size += total
-        self._feed(view)
         return total
 
     def flush(self) -> None:
@@ -359,12 +366,7 @@ class HashingWriter:
         """Hash the last bytes, flush the wrapped file and return the digest of everything written."""
         self._check_open()
         try:
-            if self._fill:
-                self._submit()
-            for busy in self._busy:
-                if busy is not None:
-                    busy[0].result()
-                    busy[1].result()
+            self._hash_gathered()
             self._raw.flush()
             return FileDigest(self._size, self._sha.hexdigest(), self._b3.hexdigest())
         finally:
@@ -377,8 +379,7 @@ class HashingWriter:
         self._closed = True
         self._sha_worker.shutdown(wait=True, cancel_futures=True)
         self._b3_worker.shutdown(wait=True, cancel_futures=True)
-        self._buffers.clear()
-        self._busy.clear()
+        self._gathered = bytearray()
 
     # -- internals ----------------------------------------------------------------------------------
 
@@ -386,33 +387,15 @@ class HashingWriter:
         if self._closed:
             raise OSError(errno.EBADF, "HashingWriter is already finished")
 
-    def _current(self) -> bytearray:
-        """The buffer being filled, waiting for the hashers to release it if the ring has wrapped."""
-        if self._slot == len(self._buffers):
-            self._buffers.append(bytearray(CHUNK_SIZE))
-            self._busy.append(None)
-        return self._buffers[self._slot]
-
-    def _feed(self, view: memoryview) -> None:
+    def _write_all(self, view: memoryview) -> None:
         while view:
-            buffer = self._current()
-            take = min(len(view), CHUNK_SIZE - self._fill)
-            buffer[self._fill : self._fill + take] = view[:take]
-            self._fill += take
-            view = view[take:]
-            if self._fill == CHUNK_SIZE:
-                self._submit()
+            written = self._raw.write(view)
+            if written is None:  # non-blocking raw stream with nothing written: not supported
+                raise BlockingIOError(errno.EAGAIN, "wrapped stream would block")
+            view = view[written:]
 
-    def _submit(self) -> None:
-        chunk = memoryview(self._buffers[self._slot])[: self._fill]
-        self._busy[self._slot] = (
-            self._sha_worker.submit(self._sha.update, chunk),
-            self._b3_worker.submit(self._b3.update, chunk),
-        )
-        self._slot = (self._slot + 1) % _BUFFERS
-        self._fill = 0
-        busy = self._busy[self._slot] if self._slot < len(self._busy) else None
-        if busy is not None:  # the next buffer is refilled only once both hashers are done with it
-            busy[0].result()
-            busy[1].result()
-            self._busy[self._slot] = None
+    def _hash_gathered(self) -> None:
+        if self._gathered:
+            self._sha.update(self._gathered)
+            self._b3.update(self._gathered)
+            self._gathered = bytearray()

@@ -32,7 +32,9 @@ def sizes(chunk: int) -> list[int]:
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> int:
+    """Read chunks, and the size from which HashingWriter hashes a write in place, shrunk to 1 KiB."""
     monkeypatch.setattr(hashing, "CHUNK_SIZE", SMALL_CHUNK)
+    monkeypatch.setattr(hashing, "_IN_PLACE", SMALL_CHUNK)
     return SMALL_CHUNK
 
 
@@ -357,7 +359,7 @@ def test_torch_save_round_trip(
     import torch
 
     if not chunked:
-        monkeypatch.setattr(hashing, "CHUNK_SIZE", 8 * 1024 * 1024)
+        monkeypatch.setattr(hashing, "_IN_PLACE", 8 * 1024 * 1024)
     state = _state_dict()
     path = tmp_path / "model.pt"
     with path.open("wb") as f:
