@@ -89,9 +89,13 @@ class Block:
     signature: bytes
 
     def computed_hash(self) -> str:
-        """Recompute the block hash from the stored fields (the payload through its stored hash)."""
-        return hashlib.sha256(
-            header_bytes(
+        """Recompute the block hash from the stored fields (the payload through its stored hash); audits call it
+        for every block they re-check, so the common plain header takes ``plain_header_bytes``."""
+        header = plain_header_bytes(
+            self.format, self.height, self.prev_hash, self.timestamp, self.kind, self.payload_hash, self.key_id
+        )
+        if header is None:
+            header = header_bytes(
                 format=self.format,
                 height=self.height,
                 prev_hash=self.prev_hash,
@@ -100,7 +104,7 @@ class Block:
                 payload_hash=self.payload_hash,
                 key_id=self.key_id,
             )
-        ).hexdigest()
+        return hashlib.sha256(header).hexdigest()
 
     def data(self) -> dict[str, Any]:
         """The payload as a JSON object; ``DamagedBlockError`` when the stored bytes are not one (a hostile or

@@ -36,13 +36,13 @@ def os_reason(exc: OSError) -> str:
     return reason[:1].lower() + reason[1:]
 
 
-def _check_text(text: str, shown: str) -> None:
+def _check_text(text: str) -> None:
     if "\x00" in text:
-        raise UnsafePathError(f"path {shown} contains a NUL character")
+        raise UnsafePathError(f"path {display_path(text)} contains a NUL character")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise UnsafePathError(f"path {shown} is not valid UTF-8") from None
+        raise UnsafePathError(f"path {display_path(text)} is not valid UTF-8") from None
 
 
 def relative_inside(root: Path, path: Path) -> str:
@@ -53,8 +53,8 @@ def relative_inside(root: Path, path: Path) -> str:
     through a symbolic link at any component below ``root`` (including the last one).
     """
     shown = display_path(path)
-    _check_text(os.fspath(path), shown)
-    _check_text(os.fspath(root), display_path(root))
+    _check_text(os.fspath(path))
+    _check_text(os.fspath(root))
     if ".." in path.parts:
         raise UnsafePathError(f"path {shown} contains a '..' component")
     try:
@@ -92,30 +92,29 @@ def relative_inside(root: Path, path: Path) -> str:
 
 def check_recorded(relative: str) -> None:
     """Refuse a recorded relative path that is not in the canonical form ``relative_inside`` produces."""
-    shown = display_path(relative)
     if not relative:
         raise UnsafePathError("recorded path is empty")
-    _check_text(relative, shown)
+    _check_text(relative)
     if relative.startswith("/"):
-        raise UnsafePathError(f"recorded path {shown} is absolute")
+        raise UnsafePathError(f"recorded path {display_path(relative)} is absolute")
     for part in relative.split("/"):
         if part in ("", ".", ".."):
-            raise UnsafePathError(f"recorded path {shown} has an empty, '.' or '..' component")
+            raise UnsafePathError(f"recorded path {display_path(relative)} has an empty, '.' or '..' component")
 
 
 def resolve_recorded(root: Path, relative: str) -> Path:
     """Map a relative path read from the ledger back under ``root``, refusing anything that could escape.
 
     Besides the lexical checks, no existing component below ``root`` may be a symbolic link, so a link
-    planted in the tree cannot redirect an audit to a file outside it.
+    planted in the tree cannot redirect an audit to a file outside it. (Plain strings and ``os.lstat``: an audit
+    resolves every recorded file, and pathlib objects per component cost more than the system calls.)
     """
     check_recorded(relative)
-    parts = relative.split("/")
-    current = root
-    for part in parts:
-        current = current / part
+    current = os.fspath(root)
+    for part in relative.split("/"):
+        current = f"{current}/{part}"
         try:
-            mode = current.lstat().st_mode
+            mode = os.lstat(current).st_mode
         except FileNotFoundError:
             break
         except OSError as exc:
@@ -124,7 +123,7 @@ def resolve_recorded(root: Path, relative: str) -> Path:
             raise UnsafePathError(
                 f"recorded path {display_path(relative)} passes through the symbolic link {display_path(current)}"
             )
-    return root.joinpath(*parts)
+    return root / relative
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> FileInputError | StorageError:
