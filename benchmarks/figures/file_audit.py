@@ -156,6 +156,30 @@ def run_figures(ctx: Context) -> list[Figure]:
             method,
         )
     )
+    ledger = bench.open()
+
+    def in_process() -> None:
+        from ledger.audit import FilesMode
+
+        report = ledger.audit(files=FilesMode.FULL, state_dir=bench.root / "state")
+        assert report.clean, report.findings
+
+    d, b3_again = interleaved(n, in_process, lambda: _blake3_all(files))
+    figures.append(
+        Figure(
+            "audit-files-in-process",
+            "Ledger.audit(files=full) in-process vs the machine's multithreaded BLAKE3 rate (no start-up)",
+            Status.OK,
+            Measure(gib / min(d), "GiB/s", tuple(gib / s for s in d)),
+            Measure(gib / min(b3_again), "GiB/s", tuple(gib / s for s in b3_again)),
+            "blake3 all threads, mmap, in-process",
+            min(b3_again) / min(d),
+            "rate ours / rate reference",
+            None,
+            f"best of {n}, interleaved, warm page cache, library call (chain, guards and files; no interpreter "
+            f"start-up or imports); {shape}",
+        )
+    )
     c, sha = interleaved(n, ours, lambda: run(["sha256sum", *files]), warmup=False)
     figures.append(
         Figure(

@@ -28,8 +28,8 @@ def test_smoke_runs_every_figure(tmp_path: Path) -> None:
     figures = {f["name"]: f for f in data["figures"]}
     expected = {
         "help", "digest", "append-file", "append-sqlite", "append-concurrent-sqlite", "audit-vs-model-signing",
-        "audit-vs-blake3", "audit-vs-sha256sum", "adapter-hashing", "save-version", "chain-audit",
-        "inclusion-proof", "incremental-audit", "export-html", "export-json", "export-html-full-audit",
+        "audit-vs-blake3", "audit-files-in-process", "audit-vs-sha256sum", "adapter-hashing", "save-version",
+        "chain-audit", "inclusion-proof", "incremental-audit", "export-html", "export-json", "export-html-full-audit",
         "export-json-full-audit", "backup-s3", "prune-dry-run",
     }  # fmt: skip
     assert expected <= set(figures), expected - set(figures)
