@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             log(table(group))
             figures.extend(group)
             save()
+            ctx.tidy()
     print(table(figures))
     log(f"results written to {args.out}")
     return 1 if any(f.status is Status.ERROR for f in figures) else 0

@@ -191,6 +191,15 @@ class Context:
         path.mkdir(parents=True)
         return path
 
+    def tidy(self) -> None:
+        """Remove a finished group's directories (the cached workspaces stay for later groups), so that no group
+        measures in a page cache still full of an earlier group's gigabytes."""
+        kept = {bench.root for bench in self.cache.values() if hasattr(bench, "root")}
+        for path in self.scratch.iterdir():
+            if path.is_dir() and path not in kept:
+                shutil.rmtree(path)
+        os.sync()
+
 
 def _fmt(value: float) -> str:
     if value == 0:

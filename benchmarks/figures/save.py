@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -37,10 +38,12 @@ def run_figures(ctx: Context) -> list[Figure]:
 
     # Each side's file is removed after it is timed, so that both always write into page cache the kernel has
     # used before: on this VM the first touch of fresh memory costs ~2.5 s per GiB, which otherwise lands on
-    # whichever side happens to write past the recycled pages (the ledger does not audit this workspace).
+    # whichever side happens to write past the recycled pages (the ledger does not audit this workspace). Then
+    # everything dirty goes to disk, so that our fsync does not wait behind earlier benchmarks' writes.
     def tidy() -> None:
         for path in [*plain.iterdir(), *bench.models.glob("*.pth")]:
             path.unlink()
+        os.sync()
 
     reference()  # warm-up
     tidy()
