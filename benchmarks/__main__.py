@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +44,23 @@ def run_group(name: str, ctx: Context) -> list[Figure]:
         figures = [Figure(name, f"{name} benchmarks", Status.ERROR, notes=(detail,))]
     ctx.log(f"[{name}] done in {time.perf_counter() - start:.1f} s")
     return figures
+
+
+def run_isolated(name: str, args: argparse.Namespace, scratch: Path) -> list[Figure]:
+    """Run one group in a fresh interpreter, so that no group measures in another's leftovers (allocator and
+    thread-pool state, imported modules, page cache it filled); its figures come back through a results file."""
+    out = scratch / f"{name}.json"
+    cmd = [sys.executable, "-m", "benchmarks", "--only", name, "--out", str(out), "--scratch", str(scratch)]
+    if args.smoke:
+        cmd.append("--smoke")
+    if args.chain_db:
+        cmd += ["--chain-db", *map(str, args.chain_db)]
+    result = subprocess.run(cmd, stdout=sys.stderr, check=False)
+    if not out.exists():
+        return [
+            Figure(name, f"{name} benchmarks", Status.ERROR, notes=(f"the group's process exited {result.returncode}",))
+        ]
+    return [Figure.from_json(item) for item in json.loads(out.read_text())["figures"]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.chain_db = tuple(args.chain_db) if args.chain_db else None
         for name in names:
             log(f"[{name}] running")
-            group = run_group(name, ctx)
+            group = run_group(name, ctx) if len(names) == 1 else run_isolated(name, args, Path(scratch))
             log(table(group))
             figures.extend(group)
             save()

@@ -97,6 +97,28 @@ class Figure:
         data["met"] = self.met
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figure:
+        """The figure ``to_json`` wrote (a group run in its own process reports through its results file)."""
+
+        def measure(value: dict[str, Any] | None) -> Measure | None:
+            return None if value is None else Measure(value["value"], value["unit"], tuple(value["samples"]))
+
+        goal = data["goal"]
+        return cls(
+            name=data["name"],
+            title=data["title"],
+            status=Status(data["status"]),
+            ours=measure(data["ours"]),
+            reference=measure(data["reference"]),
+            reference_name=data["reference_name"],
+            ratio=data["ratio"],
+            ratio_means=data["ratio_means"],
+            goal=None if goal is None else Goal(goal["on"], goal["op"], goal["limit"], goal["text"]),
+            method=data["method"],
+            notes=tuple(data["notes"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
