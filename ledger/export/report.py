@@ -684,8 +684,10 @@ def _short(digest: Any) -> str:
     return f"{digest[:16]}…" if isinstance(digest, str) and len(digest) > 16 else str(digest)
 
 
-def _count(value: Any) -> int:
-    return len(value) if isinstance(value, list) else 0
+def _files(value: Any) -> str:
+    """``N file(s)`` for a payload's ``files`` list."""
+    count = len(value) if isinstance(value, list) else 0
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 def _summary(kind: str, p: dict[str, Any]) -> str:
@@ -698,17 +700,17 @@ def _summary(kind: str, p: dict[str, Any]) -> str:
         return f"{verb} {get('model', '?')} alias '{get('alias', '?')}' to {get('version', '?')}{was}"
     if kind == "backup":
         verified = "verified" if p.get("verified") is True else "NOT verified"
-        return f"backed up {get('version', '?')} to {get('location', '?')} ({_count(p.get('files'))} files, {verified})"
+        return f"backed up {get('version', '?')} to {get('location', '?')} ({_files(p.get('files'))}, {verified})"
     if kind == "prune":
         policy = _dict(p.get("policy"))
         kept = f"; policy keep {policy.get('keep_major', '?')} major / {policy.get('keep_micro', '?')} micro"
         return (
-            f"pruned {get('version', '?')}: {_count(p.get('files'))} local files removed, copy at "
+            f"pruned {get('version', '?')}: {_files(p.get('files'))} released locally, copy at "
             f"{get('location', '?')} (backup block {get('backup_height', '?')}){kept if policy else ''}"
         )
     if kind == "restore":
         return (
-            f"restored {get('version', '?')} from {get('location', '?')} ({_count(p.get('files'))} files, "
+            f"restored {get('version', '?')} from {get('location', '?')} ({_files(p.get('files'))}, "
             f"backup block {get('backup_height', '?')})"
         )
     if kind == "key":

@@ -350,7 +350,7 @@ def test_real_lifecycle_in_the_json_html_and_pdf_reports(ledger_ws: Workspace, t
         *(f"backed up {v} to {url} ({backup_files[v]} files, verified)" for v in backed_up),
         "promoted oneseek-7b-zero alias 'current' to oneseek-7b-zero-v1.2",
         *(
-            f"pruned {v}: {backup_files[v]} local files removed, copy at {url} (backup block "
+            f"pruned {v}: {backup_files[v]} files released locally, copy at {url} (backup block "
             f"{next(b.height for b in chain if b.kind == 'backup' and b.data()['version'] == v)}); "
             "policy keep 1 major / 1 micro"
             for v in oneseek[:2]

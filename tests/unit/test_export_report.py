@@ -240,7 +240,7 @@ def test_lifecycle_events_read_generically() -> None:
     text = "\n".join(e.summary for e in report.events)
     assert "promoted oneseek-7b-zero alias 'prod' to 1.1" in text
     assert "rolled back oneseek-7b-zero alias 'prod' to 1.0 (was 1.1)" in text
-    assert "backed up oneseek-7b-zero-v1.0 to s3://b/m (1 files, verified)" in text
+    assert "backed up oneseek-7b-zero-v1.0 to s3://b/m (1 file, verified)" in text
     assert "policy keep 2 major / 5 micro" in text
     assert f"signing key rotated to {rotated.key_id} (previous {KEY.key_id}): annual rotation" in text
     assert [k.key_id for k in report.integrity.keys] == [KEY.key_id, rotated.key_id]
