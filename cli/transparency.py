@@ -63,8 +63,11 @@ def prove(
     a checkpoint of the head is signed, stored and published first, as `ledger checkpoint` does.
     """
     from cli import render
+    from cli.errors import one_line
+    from ledger.errors import KeyFileError
     from ledger.fsutil import write_atomic
     from ledger.proving import Signing, prove_consistency, prove_inclusion
+    from ledger.signing import load_key_file
     from ledger.witness import Witness
 
     settings = settings_of(ctx)
@@ -76,11 +79,16 @@ def prove(
             old = since.read_bytes()
         except OSError as exc:
             fail(f"cannot read {since}: {exc.strerror}", EXIT_INPUT)
-    has_key = settings.key_path.is_file()
-    ledger = open_ledger(settings, signing=has_key)
+    ledger = open_ledger(settings)
     signing = None
-    if has_key:
-        signing = Signing(witness=Witness(settings.witness) if settings.witness else None, state_dir=settings.state_dir)
+    if settings.key_path.is_file():  # optional here: only a proof past the newest checkpoint needs it
+        try:
+            ledger.use_key(load_key_file(settings.key_path, settings.passphrase))
+        except KeyFileError as exc:
+            typer.echo(f"note: not signing a new checkpoint ({one_line(exc)})", err=True)
+        else:
+            witness = Witness(settings.witness) if settings.witness else None
+            signing = Signing(witness=witness, state_dir=settings.state_dir)
     if old is not None:
         proved = prove_consistency(ledger, old, signing=signing)
     else:

@@ -275,6 +275,24 @@ def test_prove_since_without_key_stops_at_the_newest_checkpoint(
     assert _stored(ws) == before
 
 
+def test_prove_with_an_encrypted_key_and_no_passphrase(
+    moved_on: tuple[Workspace, Ledger, Path, int], tmp_path: Path
+) -> None:
+    """The key is optional for prove: one that cannot be opened is a note, and the proof uses the stored
+    checkpoint, as with no key at all."""
+    from ledger.signing import SigningKey, write_key_file
+
+    ws, _, old, stored_size = moved_on
+    locked = tmp_path / "locked.pem"
+    write_key_file(locked, SigningKey.generate(), b"secret")
+    before = _stored(ws)
+    result = ws.cli("prove", "--since", str(old), LEDGER_KEY=str(locked))
+    assert result.returncode == 0, result.stderr
+    assert "not signing a new checkpoint" in result.stderr and "LEDGER_KEY_PASSPHRASE" in result.stderr
+    assert verify_bundle(result.stdout.encode()).size == stored_size
+    assert _stored(ws) == before
+
+
 def test_prove_since_the_newest_checkpoint_is_an_empty_proof(ledger_ws: Workspace, tmp_path: Path) -> None:
     ledger = open_ledger(ledger_ws)
     ledger.append_event("event", {"n": 1})
