@@ -8,7 +8,6 @@ and it would record nothing the signed note and the append-only ``checkpoints`` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -204,8 +203,3 @@ def parse_note_file(data: bytes) -> bytes:
                 return str(obj[key]).encode("utf-8")
         raise CheckpointError("checkpoint file is JSON without a checkpoint note")
     return data
-
-
-def known_sizes(notes: Sequence[VerifiedNote]) -> list[int]:
-    """Distinct tree sizes among verified notes, ascending."""
-    return sorted({n.checkpoint.size for n in notes})

@@ -31,7 +31,7 @@ from ledger.errors import StorageError
 from ledger.findings import Finding, FindingClass
 from ledger.merkle import NodeKey, leaf_hash, node_hash
 from ledger.signing import SIGNATURE_DOMAIN
-from ledger.store import Store, _to_block
+from ledger.store import Store, _to_block, driver_sql
 from ledger.timeutil import is_canonical_time
 
 #: Ranges of 4096 blocks: small enough that the last ranges keep every worker busy until the end.
@@ -165,22 +165,28 @@ def check_range(task: RangeTask, store: Store | None = None) -> RangeResult:
 
 _BLOCK_ROWS = (
     "SELECT format, height, prev_hash, timestamp, kind, payload, payload_hash, key_id, block_hash, signature "
-    "FROM blocks WHERE height >= {mark} AND height < {mark} ORDER BY height"
+    "FROM blocks WHERE height >= :start AND height < :end ORDER BY height"
 )
 
 
-def _rows(connection: Connection, start: int, end: int) -> list[tuple[Any, ...]]:
-    """The blocks of ``[start, end)`` as plain DBAPI tuples in ``Block`` field order (no row objects)."""
+def _fetch(connection: Connection, sql: str, params: dict[str, int], what: str) -> list[Any]:
+    """All rows of ``sql`` (``:name`` parameters) as plain DBAPI tuples: no row objects on the audit's hot
+    path, which reads every block and about as many Merkle nodes."""
     dbapi = connection.dialect.loaded_dbapi
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
     cursor = connection.connection.cursor()
     try:
-        cursor.execute(_BLOCK_ROWS.format(mark=mark), (start, end))
-        return [tuple(row) for row in cursor.fetchall()]
+        cursor.execute(driver_sql(connection, sql), params)
+        return list(cursor.fetchall())
     except dbapi.Error as exc:
-        raise StorageError(f"database error reading blocks {start}..{end - 1}: {exc}") from exc
+        raise StorageError(f"database error reading {what}: {exc}") from exc
     finally:
         cursor.close()
+
+
+def _rows(connection: Connection, start: int, end: int) -> list[tuple[Any, ...]]:
+    """The blocks of ``[start, end)`` in ``Block`` field order."""
+    rows = _fetch(connection, _BLOCK_ROWS, {"start": start, "end": end}, f"blocks {start}..{end - 1}")
+    return [tuple(row) for row in rows]
 
 
 def _public_keys(keys: Mapping[str, bytes]) -> dict[str, Ed25519PublicKey]:
@@ -229,29 +235,20 @@ def _quick(row: tuple[Any, ...], public: Mapping[str, Ed25519PublicKey], walker:
     return digest
 
 
-_NODE_ROWS = "SELECT idx, hash FROM merkle_nodes WHERE level = {mark} AND idx >= {mark} AND idx < {mark}"
+_NODE_ROWS = "SELECT idx, hash FROM merkle_nodes WHERE level = :level AND idx >= :lo AND idx < :hi"
 
 
 def _stored_nodes(connection: Connection, start: int, end: int) -> dict[NodeKey, bytes]:
-    """Stored nodes lying entirely inside ``[start, end)``, one indexed range query per level (plain DBAPI
-    rows, as ``_rows``: the audit reads about as many nodes as blocks)."""
+    """Stored nodes lying entirely inside ``[start, end)``, one indexed range query per level."""
     out: dict[NodeKey, bytes] = {}
-    dbapi = connection.dialect.loaded_dbapi
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    cursor = connection.connection.cursor()
-    try:
-        level = 0
-        while (1 << level) <= end - start:
-            lo, hi = -(-start >> level), end >> level
-            if lo < hi:
-                cursor.execute(_NODE_ROWS.format(mark=mark), (level, lo, hi))
-                for idx, digest in cursor.fetchall():
-                    out[(level, idx)] = bytes(digest)
-            level += 1
-    except dbapi.Error as exc:
-        raise StorageError(f"database error reading Merkle nodes {start}..{end - 1}: {exc}") from exc
-    finally:
-        cursor.close()
+    level = 0
+    while (1 << level) <= end - start:
+        lo, hi = -(-start >> level), end >> level
+        if lo < hi:
+            params = {"level": level, "lo": lo, "hi": hi}
+            for idx, digest in _fetch(connection, _NODE_ROWS, params, f"Merkle nodes {start}..{end - 1}"):
+                out[(level, idx)] = bytes(digest)
+        level += 1
     return out
 
 

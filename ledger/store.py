@@ -202,7 +202,7 @@ class Store:
     @staticmethod
     def insert_block(connection: Connection, block: Block) -> None:
         """Insert one sealed block (driver-level SQL: this and ``head`` run on every append)."""
-        connection.exec_driver_sql(_driver_sql(connection, _INSERT_BLOCK_SQL), _row_values(block))
+        connection.exec_driver_sql(driver_sql(connection, _INSERT_BLOCK_SQL), _row_values(block))
 
     @staticmethod
     def insert_blocks(connection: Connection, blocks: Sequence[Block]) -> None:
@@ -215,7 +215,7 @@ class Store:
         """Persist completed Merkle subtree hashes."""
         if nodes:
             rows = [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-            connection.exec_driver_sql(_driver_sql(connection, _INSERT_NODE_SQL), rows if len(rows) > 1 else rows[0])
+            connection.exec_driver_sql(driver_sql(connection, _INSERT_NODE_SQL), rows if len(rows) > 1 else rows[0])
 
     @staticmethod
     def nodes(connection: Connection, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -249,7 +249,7 @@ _NODE_BATCH = 8
 
 #: The append path's statements as driver SQL: SQLAlchemy's compile-and-cache step cost more than the
 #: statements themselves (~75 µs against ~3 µs for the head query on SQLite). Named parameters are written
-#: ``:name`` and turned into the driver's style by ``_driver_sql``.
+#: ``:name`` and turned into the driver's style by ``driver_sql``.
 _HEAD_SQL = f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
 _INSERT_BLOCK_SQL = (
     f"INSERT INTO {_TABLE.name} ({', '.join(c.name for c in _COLUMNS)}) "
@@ -265,7 +265,7 @@ def _styled(sql: str, dialect: str) -> str:
     return re.sub(r":(\w+)", r"%(\1)s", sql) if dialect == "postgresql" else sql
 
 
-def _driver_sql(connection: Connection, sql: str) -> str:
+def driver_sql(connection: Connection, sql: str) -> str:
     """``sql`` with ``:name`` parameters in the connected driver's parameter style."""
     return _styled(sql, connection.dialect.name)
 
