@@ -25,7 +25,16 @@ class LedgerGroup(TyperGroup):
     """Top-level group: turns library errors into a one-line message and the mapped exit code."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        """Let ``audit --remote`` stand alone as ``--remote=size`` (``--remote=full`` re-hashes)."""
+        """Let ``audit --remote`` stand alone as ``--remote=size`` (``--remote=full`` re-hashes), and refuse an
+        argument no file name can hold (a lone surrogate: never from a real POSIX command line, whose bytes
+        decode with ``surrogateescape``, but a caller passing strings can; Typer's path check would crash)."""
+        from typer._click.exceptions import UsageError
+
+        for arg in args:
+            try:
+                os.fsencode(arg)
+            except UnicodeEncodeError:
+                raise UsageError(f"argument {one_line(arg)} is not valid text for this system", ctx) from None
         if "audit" in args:
             start = args.index("audit")
             args = args[:start] + ["--remote=size" if a == "--remote" else a for a in args[start:]]

@@ -282,6 +282,22 @@ def test_operating_system_error_exits_3_with_one_line(ledger_ws: Workspace, monk
     assert result.stderr.strip().splitlines() == ["ledger: error: system error: [Errno 5] Input/output error"]
 
 
+@pytest.mark.parametrize("args", [["append", "\udd00"], ["show", "\ud800x"], ["--models-dir", "\udfff", "log"]])
+def test_argument_no_file_name_can_hold_is_bad_input(ledger_ws: Workspace, args: list[str]) -> None:
+    """A lone surrogate (a caller passing strings, never a real POSIX argv) is exit 2 and one line, not a
+    traceback from the path check of the argument parser."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    before = head_hash(ledger_ws)
+    result = CliRunner().invoke(app, args, env=ledger_ws.env())
+    assert result.exit_code == 2, (result.exit_code, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is not valid text for this system" in lines[0], lines
+    assert head_hash(ledger_ws) == before
+
+
 def test_unreadable_checkpoint_file_is_bad_input(ledger_ws: Workspace) -> None:
     result = ledger_ws.cli("audit", "--checkpoint", str(ledger_ws.models))  # a directory: read_bytes fails
     assert_refused(result, 2)
