@@ -358,13 +358,12 @@ def _check_metadata(state: VersionState, record: dict[str, Any], root: Path) -> 
     path = _locate(state, root, relative)
     if isinstance(path, Finding):
         return [path]
-    if _released(state, relative) and not path.exists():
-        return []
-    if not path.exists():
-        return [_finding(state, FindingClass.FILE_MISSING, relative, f"metadata file {relative} is missing")]
     try:
         on_disk = read_object(path)
-    except InputError as exc:
+    except InputError as exc:  # only now ask why: the audit reads every metadata file, nearly all present
+        if not path.exists():
+            missing = f"metadata file {relative} is missing"
+            return [] if _released(state, relative) else [_finding(state, FindingClass.FILE_MISSING, relative, missing)]
         return [_finding(state, FindingClass.METADATA_MISMATCH, relative, f"metadata file {relative}: {exc}")]
     differences = differs_from_committed(on_disk, record.get("content") or {})
     if differences:

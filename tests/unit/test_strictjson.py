@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -203,9 +204,46 @@ def test_read_object_unreadable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     def deny(*_args: object, **_kwargs: object) -> None:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "open", deny)
+    monkeypatch.setattr(os, "open", deny)  # the tests run as root, where a mode of 000 denies nothing
     with pytest.raises(FileInputError, match="cannot read: Permission denied"):
         read_object(path)
+
+
+def test_read_object_socket_is_not_a_regular_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(path))
+        with pytest.raises(FileInputError, match="not a regular file"):
+            read_object(path)
+    finally:
+        server.close()
+
+
+def _shrunk_fstat(monkeypatch: pytest.MonkeyPatch, size: int) -> None:
+    """Make ``os.fstat`` report ``size`` bytes, as if the file grew between the fstat and the read."""
+    real = os.fstat
+
+    def fstat(fd: int) -> os.stat_result:
+        r = real(fd)
+        return os.stat_result((r.st_mode, r.st_ino, r.st_dev, r.st_nlink, r.st_uid, r.st_gid, size, 0, 0, 0))
+
+    monkeypatch.setattr(os, "fstat", fstat)
+
+
+def test_read_object_file_that_grew_after_fstat_is_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "g.json"
+    path.write_bytes(b'{"a": 1, "b": "' + b"x" * 5000 + b'"}')
+    _shrunk_fstat(monkeypatch, 3)
+    assert read_object(path) == {"a": 1, "b": "x" * 5000}
+
+
+def test_read_object_file_that_grew_past_the_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "g.json"
+    path.write_bytes(b'{"a": "' + b"x" * 500 + b'"}')
+    _shrunk_fstat(monkeypatch, 3)
+    with pytest.raises(JSONInputError, match="larger than the limit of 100 bytes"):
+        read_object(path, max_bytes=100)
 
 
 def test_read_object_refuses_huge_file_without_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,10 +252,9 @@ def test_read_object_refuses_huge_file_without_reading(tmp_path: Path, monkeypat
         handle.truncate(8 << 30)  # sparse 8 GiB
 
     def never(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("a file over the limit must not be opened")
+        raise AssertionError("a file over the limit must not be read")
 
-    monkeypatch.setattr(Path, "open", never)
-    monkeypatch.setattr(Path, "read_bytes", never)
+    monkeypatch.setattr(os, "read", never)
     with pytest.raises(JSONInputError, match=r"huge\.json: is 8589934592 bytes, larger than"):
         read_object(path)
 
