@@ -21,7 +21,7 @@ from ledger import metadata as metadata_rules
 from ledger.audit import AuditReport, FilesMode
 from ledger.block import GENESIS_PREV_HASH, Block, seal
 from ledger.canonical import canonical, decode
-from ledger.chain import GENESIS, KEY
+from ledger.chain import GENESIS, KEY, payload_of
 from ledger.errors import (
     AlreadyExistsError,
     IndexMismatchError,
@@ -531,11 +531,6 @@ def _safe_url(url: str) -> str:
 def _identity(genesis: Block) -> tuple[str, str]:
     """The ledger id and origin the genesis block names; empty strings when its payload was damaged, so that
     ``ledger audit`` can still open the ledger and report the genesis block (and nothing can match an empty id)."""
-    try:
-        info = decode(genesis.payload)
-    except ValueError:
-        return "", ""
-    if not isinstance(info, dict):
-        return "", ""
+    info = payload_of(genesis)
     ledger_id, origin = info.get("ledger_id"), info.get("origin")
     return (ledger_id if isinstance(ledger_id, str) else ""), (origin if isinstance(origin, str) else "")

@@ -235,7 +235,7 @@ def _summarise_safetensors(source: BinaryIO, name: str) -> TensorSummary:
         if length > MAX_HEADER_BYTES:
             raise InputError(f"{name}: safetensors header of {length} bytes is too large")
         header = decode(source.read(length))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # not UTF-8 or not JSON
         raise InputError(f"{name}: malformed safetensors header") from exc
     if not isinstance(header, dict):
         raise InputError(f"{name}: malformed safetensors header")

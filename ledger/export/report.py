@@ -16,7 +16,7 @@ from typing import Any
 
 from ledger.audit import AuditReport
 from ledger.block import Block
-from ledger.canonical import decode
+from ledger.chain import payload_of
 from ledger.config import FILENAME, LifecycleConfig
 from ledger.errors import InputError, NamingError, SelectionError
 from ledger.timeutil import parse_user_time
@@ -447,7 +447,7 @@ def build_report(
     for block in blocks:
         kind = block.kind
         if kind == "version":
-            placed = _version_entry(block, _payload(block), sha_by_name)
+            placed = _version_entry(block, payload_of(block), sha_by_name)
             if placed is None:
                 continue
             entry, version = placed
@@ -463,7 +463,7 @@ def build_report(
                 entries.append(entry)
                 order.append((entry.model, version, entry.name))
         elif kind in LIFECYCLE_KINDS or kind == "genesis":
-            payload = _payload(block)
+            payload = payload_of(block)
             if kind in ("genesis", "key"):
                 info = _key_info(block, payload)
                 if info is not None:
@@ -512,14 +512,6 @@ def build_report(
             if f.version is None or f.version in names
         ),
     )
-
-
-def _payload(block: Block) -> dict[str, Any]:
-    try:
-        data = decode(block.payload)
-    except ValueError:  # not UTF-8, not JSON, nested too deeply
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _dict(value: Any) -> dict[str, Any]:
