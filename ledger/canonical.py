@@ -25,13 +25,21 @@ def canonical(obj: Mapping[str, Any] | list[Any]) -> bytes:
 def decode(data: bytes | str) -> Any:
     """Parse JSON (UTF-8 bytes, or text) into Python values: every parse of bytes from outside the process.
 
-    Bytes that are not UTF-8, malformed JSON, and nesting too deep for the parser (a hostile database or file)
-    all raise ``ValueError``; a ``RecursionError`` never escapes as a crash.
+    Bytes that are not UTF-8, malformed JSON, the ``NaN``/``Infinity`` tokens Python's parser would otherwise
+    take (they are not JSON, and no output could carry them on), and nesting too deep for the parser (a hostile
+    database or file) all raise ``ValueError``; a ``RecursionError`` never escapes as a crash.
     """
     try:
-        return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        return _DECODER.decode(data.decode("utf-8") if isinstance(data, bytes) else data)
     except RecursionError:
         raise ValueError("JSON is nested too deeply") from None
+
+
+def _not_json(token: str) -> Any:
+    raise ValueError(f"{token} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 _MAX_SAFE_INT = 2**53 - 1

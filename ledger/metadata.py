@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ledger.errors import DigestMismatchError, InputError, MetadataError, NamingError
 from ledger.versions import VersionId, VersionName, slugify
 
@@ -374,16 +376,17 @@ def differs_from_committed(on_disk: dict[str, Any], committed: dict[str, Any]) -
     The block reference fields are ignored: the ledger writes them after committing.
     """
     left, right = _without_block_reference(on_disk), _without_block_reference(committed)
-    # The usual answer, "no difference", at C speed: Python's == alone would take true for 1, so the sorted
-    # encodings must agree too; anything else (1 against 1.0 included) gets the exact walk.
-    if left == right and _encoded(left) == _encoded(right):
-        return []
+    # The usual answer, "no difference", at C speed: equal sorted encodings mean equal values of equal JSON
+    # types (Python's == alone would take true for 1). Anything else, 1 against 1.0 included, and values
+    # orjson refuses (integers beyond 64 bits), gets the exact walk.
+    try:
+        if orjson.dumps(left, option=orjson.OPT_SORT_KEYS) == orjson.dumps(right, option=orjson.OPT_SORT_KEYS):
+            return []
+    except TypeError:
+        pass
     out: list[str] = []
     _diff(left, right, (), out)
     return out
-
-
-_encoded = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
 
 
 def _without_block_reference(meta: dict[str, Any]) -> dict[str, Any]:

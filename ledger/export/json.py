@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import orjson
+
 from ledger.export.interface import RenderContext
 from ledger.export.report import Report, report_json
 
@@ -17,7 +19,15 @@ class JsonFormatter:
     signed = False
 
     def render(self, report: Report, context: RenderContext) -> bytes:
-        """The report document, compact: indenting would switch ``json`` to its pure-Python encoder (3x slower
-        at 10,000 versions); browsers and ``jq`` indent it for reading."""
-        document = report_json(report)  # a fresh tree without cycles: the encoder need not look for them
-        return (json.dumps(document, separators=(",", ":"), ensure_ascii=False, check_circular=False) + "\n").encode()
+        """The report document, compact (browsers and ``jq`` indent it for reading), encoded by orjson: the
+        standard encoder took ~0.3 s of a 10,000-version export's 2 s budget, orjson ~0.05 s.
+
+        orjson refuses integers beyond 64 bits and unpaired surrogates, which only a damaged ledger holds (its
+        payloads are RFC 8785 JSON, and the export's audit reports the damage); the standard encoder writes
+        those as valid JSON, escaping every non-ASCII character.
+        """
+        document = report_json(report)
+        try:
+            return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:
+            return (json.dumps(document, separators=(",", ":"), allow_nan=False, check_circular=False) + "\n").encode()

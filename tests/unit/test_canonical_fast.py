@@ -6,12 +6,13 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.block import HASH_DOMAIN, header_bytes, plain_header_bytes
-from ledger.canonical import is_canonical
+from ledger.canonical import decode, is_canonical
 
 scalars = (
     st.none()
@@ -153,3 +154,12 @@ def test_small_floats_take_the_fast_path() -> None:
     assert seen.parse("-0.0000015") == -1.5e-06
     assert seen.restore(json.dumps([2e-05, -1.5e-06], separators=(",", ":"))) == "[0.00002,-0.0000015]"
     assert seen.restore('["2e-05",2e-05,-1.5e-06]') is None  # a string holds the same text: give up
+
+
+def test_decode_refuses_what_is_not_json() -> None:
+    """Python's parser takes NaN and Infinity; no JSON output could carry them on, so ``decode`` refuses them
+    like any other malformed input (a damaged block reads as damaged)."""
+    assert decode(b'{"a":[1,2.5,"x"]}') == {"a": [1, 2.5, "x"]}
+    for text in (b'{"a":NaN}', b"[Infinity]", b"-Infinity", b'{"a":', b"\xff"):
+        with pytest.raises(ValueError):
+            decode(text)

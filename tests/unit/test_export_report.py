@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -446,3 +448,20 @@ def test_dsse_sign_verify_and_attacks() -> None:
     with pytest.raises(BadSignatureError):
         dsse.verify_envelope(forged, keys)
     assert dsse.decode_statement(verified) == {"a": 1}
+
+
+def test_json_export_of_values_only_a_damaged_ledger_holds() -> None:
+    """Payload bytes changed behind the guards to hold an integer beyond 64 bits and an unpaired surrogate (no
+    RFC 8785 encoder writes either): the JSON export is still valid, strictly parseable JSON carrying them."""
+    blocks = chain(*versions(2))
+    damaged = blocks[2].payload.replace(b'"batch_size":32', b'"batch_size":' + str(2**70).encode())
+    damaged = damaged.replace(b'"OneSeek-Training-Pipeline"', b'"\\ud800"')
+    assert damaged.count(str(2**70).encode()) == 1 and b"\\ud800" in damaged
+    blocks[2] = dataclasses.replace(blocks[2], payload=damaged)
+    data = formatter("json").render(build(blocks), RenderContext(KEY))
+    assert data.isascii() and data.endswith(b"}\n")
+    document = json.loads(data, parse_constant=lambda token: pytest.fail(f"{token} in the export"))
+    second = document["versions"][1]
+    assert second["training_config"]["batch_size"] == 2**70 and second["trainer"] == "\ud800"
+    clean = formatter("json").render(build(chain(*versions(2))), RenderContext(KEY))
+    assert json.loads(clean)["versions"][1]["training_config"]["batch_size"] == 32

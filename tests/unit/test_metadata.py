@@ -556,6 +556,15 @@ def test_type_change_is_a_difference() -> None:
     assert differs_from_committed(set_at(seed(), "/version", 1.0), committed) == ["/version"]
 
 
+def test_integers_beyond_64_bits_are_compared_exactly() -> None:
+    """The fast equality check cannot encode them; the exact walk still decides, either way."""
+    committed = set_at(validate(seed(), expected=NAME), "/training_config/seed", 2**70)
+    assert differs_from_committed(set_at(seed(), "/training_config/seed", 2**70), committed) == []
+    assert differs_from_committed(set_at(seed(), "/training_config/seed", 2**70 + 1), committed) == [
+        "/training_config/seed"
+    ]
+
+
 def test_pointer_escaping() -> None:
     assert pointer("a/b", "c~d", 0) == "/a~1b/c~0d/0"
     assert pointer() == ""
