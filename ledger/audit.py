@@ -52,6 +52,9 @@ class AuditReport:
     pruned: tuple[tuple[str, str], ...] = ()  # (version, backup location) for versions pruned by policy
     incremental_from: int | None = None
     """Size of the trusted checkpoint the chain check resumed from; None for a full audit from the genesis."""
+    payloads: Mapping[int, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+    """The decoded payload of every version block the audit accepted, by height, so that a report built on
+    the audit (``ledger export``) does not decode them all again. Not part of the ``--json`` report."""
 
     @property
     def clean(self) -> bool:

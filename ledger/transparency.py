@@ -151,6 +151,7 @@ def run_audit(ledger: Ledger, options: AuditOptions) -> AuditReport:
             for state in check.scan.versions.values()
             if state.pruned is not None
         ),
+        payloads={state.height: state.payload for state in check.scan.versions.values()},
     )
 
 

@@ -435,7 +435,8 @@ def build_report(
     context: Context,
     retention: RetentionSettings | None = None,
 ) -> Report:
-    """Build the report in one pass over the chain; an empty selection is an error (nothing to hand out)."""
+    """Build the report in one pass over the chain, taking the version payloads the audit already decoded from
+    ``audit.payloads``; an empty selection is an error (nothing to hand out)."""
     entries: list[VersionEntry] = []
     order: list[tuple[str, VersionId, str]] = []  # (model, version, name) of each entry, for the scope's ends
     flat_configs: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # every version's, for the diffs
@@ -447,7 +448,7 @@ def build_report(
     for block in blocks:
         kind = block.kind
         if kind == "version":
-            placed = _version_entry(block, payload_of(block), sha_by_name)
+            placed = _version_entry(block, audit.payloads.get(block.height) or payload_of(block), sha_by_name)
             if placed is None:
                 continue
             entry, version = placed

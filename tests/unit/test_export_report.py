@@ -80,6 +80,7 @@ def build(
     thresholds: tuple[Threshold, ...] = (),
     findings: tuple[Finding, ...] = (),
     retention: RetentionSettings | None = None,
+    payloads: dict[int, dict[str, Any]] | None = None,
 ) -> Report:
     audit = AuditReport(
         findings=findings,
@@ -88,6 +89,7 @@ def build(
         head_hash=blocks[-1].block_hash,
         files_mode=FilesMode.NONE,
         files_checked=0,
+        payloads=payloads or {},
     )
     checkpoint = CheckpointInfo("o", len(blocks), "00" * 32, "o\n1\nAA==\n\n— o x\n", "o", "o+00000000+AA")
     context = Context("L", "o", T0, "ledger test", "ledger verify-export r", KEY.key_id, checkpoint)
@@ -465,3 +467,20 @@ def test_json_export_of_values_only_a_damaged_ledger_holds() -> None:
     assert second["training_config"]["batch_size"] == 2**70 and second["trainer"] == "\ud800"
     clean = formatter("json").render(build(chain(*versions(2))), RenderContext(KEY))
     assert json.loads(clean)["versions"][1]["training_config"]["batch_size"] == 32
+
+
+def test_version_payloads_the_audit_decoded_are_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks = chain(*versions(3), _backup("oneseek-7b-zero-v1.0", "file:///b", 10))
+    decoded: list[int] = []
+    original = Block.data
+
+    def counted(block: Block) -> dict[str, Any]:
+        decoded.append(block.height)
+        return original(block)
+
+    monkeypatch.setattr(Block, "data", counted)
+    plain = build(blocks)
+    assert decoded == [0, 1, 2, 3, 4]
+    decoded.clear()
+    shared = build(blocks, payloads={b.height: original(b) for b in blocks if b.kind == "version"})
+    assert decoded == [0, 4] and shared.versions == plain.versions
