@@ -6,6 +6,7 @@ Library modules are imported inside the commands so that ``ledger --help`` start
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -363,9 +364,25 @@ def keys_show(ctx: typer.Context) -> None:
     )
 
 
-def run() -> None:
-    """Console-script entry point (Typer's standalone mode: usage errors exit 2)."""
-    app()
+def run() -> NoReturn:
+    """Console-script entry point (Typer's standalone mode: usage errors exit 2).
+
+    Once the command has finished and its output is flushed, the process ends at once: the interpreter's
+    teardown (module clean-up and freeing every object one by one) took ~0.1 s after an export of 10,000
+    versions, for nothing, since every file the ledger writes is already closed and synced by then. A
+    traceback (``--debug``) still goes the usual way.
+    """
+    try:
+        app()
+        status = 0
+    except SystemExit as done:  # every exit of the application (LedgerGroup.main) carries an int or None
+        status = done.code if isinstance(done.code, int) else 0 if done.code is None else 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`ledger log | head`): as the interpreter, status 120
+            status = status or 120
+    os._exit(status)
 
 
 from cli import export as _export  # noqa: E402,F401  (registers commands)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,6 +168,25 @@ def test_debug_shows_traceback(workspace: Workspace) -> None:
 def test_usage_error_exit_2(workspace: Workspace) -> None:
     assert workspace.cli("audit", "--files", "sometimes").returncode == 2
     assert workspace.cli("no-such-command").returncode == 2
+
+
+def test_output_is_complete_although_the_process_skips_the_interpreter_teardown(ledger_ws: Workspace) -> None:
+    """The entry point ends the process with ``os._exit`` once the command is done: everything printed must still
+    arrive, into a block-buffered file as through a pipe, with the command's exit code."""
+    ledger = open_ledger(ledger_ws)
+    for i in range(300):
+        ledger.append_event("note", {"i": i, "pad": "x" * 400})
+    out = ledger_ws.root / "log.json"
+    with out.open("w") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", "cli", "--json", "log", "--limit", "1000"], env=ledger_ws.env(), stdout=sink
+        )
+    assert done.returncode == 0 and out.stat().st_size > 200_000
+    assert [b["height"] for b in json.loads(out.read_text())] == list(range(300, -1, -1))
+    piped = ledger_ws.cli("--json", "log", "--limit", "1000")
+    assert piped.returncode == 0 and json.loads(piped.stdout) == json.loads(out.read_text())
+    ledger_ws.models.joinpath("stray.pth").write_bytes(b"x")
+    assert ledger_ws.cli("audit").returncode == 1
 
 
 def test_help_does_not_import_heavy_modules(tmp_path: Path) -> None:
