@@ -441,6 +441,7 @@ def build_report(
     order: list[tuple[str, VersionId, str]] = []  # (model, version, name) of each entry, for the scope's ends
     flat_configs: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # every version's, for the diffs
     sha_by_name: dict[str, str] = {}
+    slug_of: dict[str, str] = {}  # version name -> model, for the lifecycle events naming them
     models_seen: set[str] = set()
     keys: list[KeyInfo] = []
     lifecycle: list[tuple[Block, dict[str, Any]]] = []
@@ -453,6 +454,7 @@ def build_report(
                 continue
             entry, version = placed
             models_seen.add(entry.model)
+            slug_of[entry.name] = entry.model
             flat_configs[entry.name] = (flatten(entry.config), entry.base_models)
             if entry.sha256 is not None:
                 sha_by_name[entry.name] = entry.sha256
@@ -483,7 +485,7 @@ def build_report(
     events = tuple(
         event
         for block, payload in lifecycle
-        if (event := _event(block, payload)) is not None and _event_selected(event, selection, names, models)
+        if (event := _event(block, payload, slug_of)) is not None and _event_selected(event, selection, names, models)
     )
     diffs = tuple(_diff(entry, flat_configs) for entry in entries if entry.parent is not None)
     return Report(
@@ -664,9 +666,12 @@ def _evaluation(entries: Sequence[VersionEntry], thresholds: Sequence[Threshold]
 # --- lifecycle ------------------------------------------------------------------------------------
 
 
-def _model_of(version: str | None) -> str | None:
+def _model_of(version: str | None, known: Mapping[str, str]) -> str | None:
+    """The model a version name belongs to: looked up among the ledger's versions, else parsed."""
     if version is None:
         return None
+    if version in known:
+        return known[version]
     try:
         return VersionName.parse(version).slug
     except NamingError:
@@ -721,9 +726,9 @@ def _summary(kind: str, p: dict[str, Any]) -> str:
     return f"{kind} block"
 
 
-def _event(block: Block, payload: dict[str, Any]) -> Event | None:
+def _event(block: Block, payload: dict[str, Any], slug_of: Mapping[str, str]) -> Event | None:
     version = _str(payload.get("version")) if block.kind != "alias" else None
-    model = _str(payload.get("model")) if block.kind == "alias" else _model_of(version)
+    model = _str(payload.get("model")) if block.kind == "alias" else _model_of(version, slug_of)
     if block.kind == "alias" and isinstance(payload.get("version"), str):
         version = _alias_version(payload)
     return Event(block.height, block.timestamp, block.kind, _summary(block.kind, payload), model, version, payload)
@@ -758,6 +763,7 @@ def _retention(
     settings: RetentionSettings,
 ) -> Retention:
     names = {e.name for e in entries}
+    slug_of = {e.name: e.model for e in entries}
     backups: list[BackupRecord] = []
     recorded: dict[tuple[str, str], RecordedPolicy] = {}
     state: dict[str, str] = {}
@@ -779,7 +785,7 @@ def _retention(
                 )
             )
         elif block.kind == "prune":
-            model = _model_of(version)
+            model = _model_of(version, slug_of)
             if isinstance(p.get("policy"), dict) and model is not None and model in models:
                 _record_policy(recorded, model, p["policy"], block)
             if version is not None:
