@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import errno
 import hashlib
 import io
+import math
 import mmap
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,23 +268,27 @@ _IN_PLACE = 1 << 20
 class HashingWriter:
     """Binary write-only file object that writes through to ``raw`` and digests the bytes on the way.
 
-    Lets ``torch.save(obj, HashingWriter(f))`` produce the file and its SHA-256/BLAKE3 in one pass. A large
-    write is hashed in place: one thread per hasher reads the caller's buffer while this thread writes it to
-    ``raw``, and ``write`` returns when all three are done, so nothing is copied and the caller may reuse its
-    memory at once. (Copying into a ring of buffers so the hashers could run on after ``write`` returned won
-    nothing: torch holds the GIL while it prepares the next record, so the hashers waited anyway, and the copy
-    cost more than it saved.) Small writes are gathered and hashed in this thread when they fill ``_IN_PLACE``
-    bytes. Bytes are written to ``raw`` synchronously, so write errors surface at the ``write`` call. The digest
-    covers exactly the bytes written through this object. Call ``finish()`` once at the end; ``close()`` (or
-    leaving a ``with`` block) stops the threads without closing ``raw``.
+    Lets ``torch.save(obj, HashingWriter(f))`` produce the file and its SHA-256/BLAKE3 in one pass. Large writes
+    go to one thread per hasher (each in submission order) while this thread writes them to ``raw``. Normally
+    ``write`` returns only when the hashers are done with the caller's buffer, which the caller may then reuse.
+    Memory named in ``stable`` (``(address, length)`` ranges the caller guarantees stay allocated and unchanged
+    until ``finish``, such as the storages of the tensors ``torch.save`` is writing) is different: a write from
+    inside it returns as soon as the bytes are in ``raw``, and the hashers read it on their own time, so
+    torch's serialisation of the next record (which releases the GIL) runs alongside the hashing of this one
+    instead of waiting for it. Nothing is copied either way. Small writes are gathered and hashed when they
+    fill ``_IN_PLACE`` bytes. Bytes are written to ``raw`` synchronously, so write errors surface at the
+    ``write`` call. The digest covers exactly the bytes written through this object. Call ``finish()`` once at
+    the end; ``close()`` (or leaving a ``with`` block) stops the threads without closing ``raw``.
     """
 
-    def __init__(self, raw: IO[bytes]) -> None:
+    def __init__(self, raw: IO[bytes], *, stable: Sequence[tuple[int, int]] = ()) -> None:
         self._raw = raw
         self._sha = hashlib.sha256()
         self._b3 = blake3.blake3()
         self._sha_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-sha256")
         self._b3_worker = ThreadPoolExecutor(1, thread_name_prefix="ledger-blake3")
+        self._stable = sorted(stable)
+        self._pending: list[Future[object]] = []  # hashing submitted and not yet waited for
         self._gathered = bytearray()  # small writes not hashed yet
         self._size = 0
         self._closed = False
@@ -296,12 +302,14 @@ class HashingWriter:
         total = len(view)
         if total >= _IN_PLACE:
             self._hash_gathered()  # keep the hashing order: the gathered bytes came first
-            pending = (self._sha_worker.submit(self._sha.update, view), self._b3_worker.submit(self._b3.update, view))
-            try:
+            self._hash(view)
+            if self._is_stable(view):
                 self._write_all(view)
-            finally:  # the caller's buffer may be reused once we return: the hashers must be done with it
-                for future in pending:
-                    future.result()
+            else:
+                try:
+                    self._write_all(view)
+                finally:  # the caller's buffer may be reused once we return: the hashers must be done with it
+                    self._wait()
         elif total:
             self._write_all(view)
             self._gathered += view
@@ -367,6 +375,7 @@ class HashingWriter:
         self._check_open()
         try:
             self._hash_gathered()
+            self._wait()
             self._raw.flush()
             return FileDigest(self._size, self._sha.hexdigest(), self._b3.hexdigest())
         finally:
@@ -394,8 +403,31 @@ class HashingWriter:
                 raise BlockingIOError(errno.EAGAIN, "wrapped stream would block")
             view = view[written:]
 
+    def _hash(self, data: memoryview | bytearray) -> None:
+        """Queue ``data`` for both hashers; each hasher's single thread keeps the order of the writes."""
+        self._pending.append(self._sha_worker.submit(self._sha.update, data))
+        self._pending.append(self._b3_worker.submit(self._b3.update, data))
+
+    def _wait(self) -> None:
+        """Wait until the hashers have read everything queued; raise what they met."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
     def _hash_gathered(self) -> None:
         if self._gathered:
-            self._sha.update(self._gathered)
-            self._b3.update(self._gathered)
-            self._gathered = bytearray()
+            self._hash(self._gathered)
+            self._gathered = bytearray()  # a new buffer: the queued one is the hashers' until they are done
+
+    def _is_stable(self, view: memoryview) -> bool:
+        """Whether all of ``view`` lies inside one of the ``stable`` ranges."""
+        if not self._stable:
+            return False
+        import numpy  # the address of a read-only buffer; imported only by writers given stable memory
+
+        start = int(numpy.frombuffer(view, dtype=numpy.uint8).ctypes.data)
+        index = bisect.bisect_right(self._stable, (start, math.inf)) - 1
+        if index < 0:
+            return False
+        base, length = self._stable[index]
+        return start + len(view) <= base + length

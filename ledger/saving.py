@@ -160,6 +160,20 @@ def _state_dict(obj: Any) -> Mapping[str, Any]:
     raise InputError(f"save_version needs a state dict or an nn.Module, got {type(obj).__name__}")
 
 
+def _tensor_memory(state: Mapping[str, Any]) -> list[tuple[int, int]]:
+    """The memory of the state dict's CPU tensors, which ``torch.save`` writes straight from: it stays allocated
+    while this save holds the state dict, and unchanged as long as nobody trains the model during its own save
+    (which would make the saved file itself inconsistent), so the hashers may read it after each write."""
+    import torch
+
+    out = []
+    for value in state.values():
+        if isinstance(value, torch.Tensor) and value.device.type == "cpu":
+            storage = value.untyped_storage()
+            out.append((storage.data_ptr(), storage.nbytes()))
+    return out
+
+
 def _hidden_temp(final: Path) -> Path:
     """A hidden, unique temporary name beside ``final`` (the audit reports leftovers as unledgered)."""
     return final.parent / f".{final.name}.{secrets.token_hex(6)}.tmp"
@@ -250,7 +264,7 @@ class _Files:
             with open(fd, "wb", buffering=_WRITE_BUFFER) as raw:
                 flush = BackgroundFlush(fd)  # write-back overlaps the writing; stopped before the file closes
                 try:
-                    with HashingWriter(raw) as writer:
+                    with HashingWriter(raw, stable=_tensor_memory(state)) as writer:
                         try:
                             torch.save(state, writer)  # type: ignore[arg-type]  # a write-only stream is enough
                         except (pickle.PicklingError, TypeError, AttributeError) as exc:  # pickle's errors

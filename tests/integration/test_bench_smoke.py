@@ -29,6 +29,7 @@ def test_smoke_runs_every_figure(tmp_path: Path) -> None:
     expected = {
         "help", "digest", "append-file", "append-sqlite", "append-concurrent-sqlite", "audit-vs-model-signing",
         "audit-vs-blake3", "audit-files-in-process", "audit-vs-sha256sum", "adapter-hashing", "save-version",
+        "save-version-vs-durable", "save-version-vs-sha256",
         "chain-audit", "inclusion-proof", "incremental-audit", "export-html", "export-json", "export-html-full-audit",
         "export-json-full-audit", "backup-s3", "prune-dry-run",
     }  # fmt: skip

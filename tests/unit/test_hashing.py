@@ -8,7 +8,10 @@ import io
 import os
 import random
 import socket
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -266,6 +269,67 @@ def test_writer_random_write_sizes(tmp_path: Path, small_chunks: int) -> None:
     assert digest == reference(data)
     assert path.read_bytes() == data
     assert hash_file(path) == digest
+
+
+_SHA256 = hashlib.sha256
+
+
+class _GatedSha256:
+    """hashlib's SHA-256, but ``update`` waits until the test opens the gate: shows who waits for the hasher."""
+
+    gate = threading.Event()
+
+    def __init__(self) -> None:
+        self._real = _SHA256()
+
+    def update(self, data: Any) -> None:
+        assert self.gate.wait(10)
+        self._real.update(data)
+
+    def hexdigest(self) -> str:
+        return self._real.hexdigest()
+
+
+def test_writer_returns_early_only_for_stable_memory(small_chunks: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write from inside a ``stable`` range returns while the hasher still has it; any other large write (also
+    one reaching past the range) returns only once hashed, as its buffer may be reused at once; the digest
+    keeps the order of all of them."""
+    import numpy
+
+    memory = numpy.frombuffer(random.Random(1).randbytes(8 * small_chunks), dtype=numpy.uint8)
+    sink = io.BytesIO()
+    with monkeypatch.context() as patch:  # only the writer gets the gated hasher; the references do not
+        patch.setattr(hashlib, "sha256", _GatedSha256)
+        writer = HashingWriter(sink, stable=[(int(memory.ctypes.data), 4 * small_chunks)])
+    pool = ThreadPoolExecutor(1)
+    expected = b""
+
+    def returns_while_gated(data: Any) -> bool:
+        nonlocal expected
+        expected += bytes(data)
+        _GatedSha256.gate.clear()
+        done = pool.submit(writer.write, data)
+        try:
+            done.result(timeout=0.3)
+            early = True
+        except FuturesTimeout:
+            early = False
+        _GatedSha256.gate.set()
+        assert done.result(timeout=5) == len(data)
+        return early
+
+    view = memoryview(memory.data)
+    assert returns_while_gated(view[: 3 * small_chunks])  # stable memory: nobody waited for the hasher
+    writer.write(b"small")  # gathered, hashed with the next large write
+    expected += b"small"
+    other = bytearray(random.Random(2).randbytes(2 * small_chunks))
+    assert not returns_while_gated(other)
+    other[:] = bytes(len(other))  # reused once the write returned: it was hashed already
+    assert not returns_while_gated(view[3 * small_chunks : 5 * small_chunks])  # reaches past the range
+    assert not returns_while_gated(view[6 * small_chunks :])  # after the range
+    assert writer.finish() == reference(expected)
+    assert sink.getvalue() == expected
+    pool.shutdown()
 
 
 @pytest.mark.parametrize("size", sizes(hashing.CHUNK_SIZE))
