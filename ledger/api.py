@@ -461,15 +461,11 @@ def _store_block(
 
     ``frontier`` is the frontier before this block when the caller knows it (saves a read per append).
     """
-    Store.insert_block(connection, block)
     if frontier is None:
         frontier = merkle.load_frontier(NodesOf(connection), block.height)
     nodes, after = merkle.completed_nodes(block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier)
-    Store.insert_nodes(connection, nodes)
-    if index is not None:
-        Store.insert_version_index(
-            connection, height=block.height, model=index.model, major=index.major, micro=index.micro
-        )
+    version = None if index is None else (index.model, index.major, index.micro)
+    Store.insert_appended(connection, block, nodes, version)
     return after
 
 

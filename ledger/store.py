@@ -205,6 +205,31 @@ class Store:
         connection.exec_driver_sql(driver_sql(connection, _INSERT_BLOCK_SQL), _row_values(block))
 
     @staticmethod
+    def insert_appended(
+        connection: Connection,
+        block: Block,
+        nodes: Sequence[tuple[int, int, bytes]],
+        version: tuple[str, int, int] | None = None,
+    ) -> None:
+        """Insert an appended block, the Merkle nodes it completes (at least its leaf) and, for a version block,
+        its ``(model, major, micro)`` index row. On PostgreSQL that is one statement (the block and index rows as
+        data-modifying CTEs), one round trip instead of three; SQLite has no round trips to save."""
+        if connection.dialect.name != "postgresql":
+            Store.insert_block(connection, block)
+            Store.insert_nodes(connection, nodes)
+            if version is not None:
+                Store.insert_version_index(
+                    connection, height=block.height, model=version[0], major=version[1], micro=version[2]
+                )
+            return
+        params = _row_values(block)
+        for i, (level, idx, digest) in enumerate(nodes):
+            params.update({f"l{i}": level, f"i{i}": idx, f"h{i}": digest})
+        if version is not None:
+            params.update(model=version[0], major=version[1], micro=version[2])
+        connection.exec_driver_sql(_appended_sql(len(nodes), version is not None), params)
+
+    @staticmethod
     def insert_blocks(connection: Connection, blocks: Sequence[Block]) -> None:
         """Insert many sealed blocks with one executemany (the bulk path)."""
         if blocks:
@@ -257,6 +282,22 @@ _INSERT_BLOCK_SQL = (
 )
 _LOCK_SQL = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
 _INSERT_NODE_SQL = f"INSERT INTO {_NODES.name} (level, idx, hash) VALUES (:level, :idx, :hash)"
+
+
+@functools.lru_cache(maxsize=128)
+def _appended_sql(nodes: int, indexed: bool) -> str:
+    """PostgreSQL's one-statement append for ``nodes`` Merkle nodes (one text per count, so each is prepared
+    once by the driver); the foreign key of the index row is checked at the end of the statement, when the
+    block row is there."""
+    parts = [f"block AS ({_INSERT_BLOCK_SQL})"]
+    if indexed:
+        parts.append(
+            f"entry AS (INSERT INTO {_VERSIONS.name} (height, model, major, micro) "
+            "VALUES (:height, :model, :major, :micro))"
+        )
+    values = ", ".join(f"(:l{i}, :i{i}, :h{i})" for i in range(nodes))
+    sql = f"WITH {', '.join(parts)} INSERT INTO {_NODES.name} (level, idx, hash) VALUES {values}"
+    return _styled(sql, "postgresql")
 
 
 @functools.lru_cache(maxsize=16)

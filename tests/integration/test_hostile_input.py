@@ -580,11 +580,10 @@ def test_postgres_connection_dropped_mid_append(pg_url: str, tmp_path: Path, mon
 
     ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
     admin = sqlalchemy.create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    real_insert = Store.insert_block
+    real_insert = Store.insert_appended
     killed: list[int] = []
 
-    def insert_then_lose_connection(connection: Any, block: Any) -> None:
-        real_insert(connection, block)
+    def lose_connection_then_insert(connection: Any, block: Any, nodes: Any, version: Any = None) -> None:
         if not killed:  # first attempt: the server kills this backend while it holds the advisory lock
             pid = connection.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
             with admin.connect() as other:
@@ -595,11 +594,12 @@ def test_postgres_connection_dropped_mid_append(pg_url: str, tmp_path: Path, mon
                 assert held == 1
                 other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
             killed.append(pid)
+        real_insert(connection, block, nodes, version)  # fails on the first attempt: the connection is gone
 
-    monkeypatch.setattr(Store, "insert_block", staticmethod(insert_then_lose_connection))
+    monkeypatch.setattr(Store, "insert_appended", staticmethod(lose_connection_then_insert))
     block = ledger.append_event("note", {"survives": True})
     assert killed and block.height == 1
-    monkeypatch.setattr(Store, "insert_block", staticmethod(real_insert))
+    monkeypatch.setattr(Store, "insert_appended", staticmethod(real_insert))
     assert [b.height for b in ledger.blocks()] == [0, 1]  # rolled back once, committed once
     assert ledger.append_event("note", {"after": True}).height == 2  # the lock was released
     report = ledger.audit(files=FilesMode.NONE)
