@@ -213,7 +213,7 @@ class Store:
     ) -> None:
         """Insert an appended block, the Merkle nodes it completes (at least its leaf) and, for a version block,
         its ``(model, major, micro)`` index row. On PostgreSQL that is one statement (the block and index rows as
-        data-modifying CTEs), one round trip instead of three; SQLite has no round trips to save."""
+        data-modifying CTEs), one round trip instead of two or three; SQLite has no round trips to save."""
         if connection.dialect.name != "postgresql":
             Store.insert_block(connection, block)
             Store.insert_nodes(connection, nodes)

@@ -508,7 +508,7 @@ def build_report(
         diffs=tuple(d for d in diffs if d is not None),
         evaluation=_evaluation(entries, thresholds),
         events=events,
-        retention=_retention(lifecycle, entries, models, retention or RetentionSettings()),
+        retention=_retention(lifecycle, entries, models, slug_of, retention or RetentionSettings()),
         findings=tuple(
             FindingEntry(f.height, f.version, str(f.kind), "warning" if f.is_warning else "error", f.path, f.message)
             for f in audit.findings
@@ -760,10 +760,10 @@ def _retention(
     lifecycle: Sequence[tuple[Block, dict[str, Any]]],
     entries: Sequence[VersionEntry],
     models: Sequence[str],
+    slug_of: Mapping[str, str],
     settings: RetentionSettings,
 ) -> Retention:
     names = {e.name for e in entries}
-    slug_of = {e.name: e.model for e in entries}
     backups: list[BackupRecord] = []
     recorded: dict[tuple[str, str], RecordedPolicy] = {}
     state: dict[str, str] = {}
