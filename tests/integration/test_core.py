@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from ledger.api import Ledger
 from ledger.audit import FilesMode
 from ledger.errors import AlreadyExistsError, StorageError
 from ledger.findings import FindingClass
+from ledger.store import Store
 from ledger.tables import APPEND_ONLY_TABLES as APPEND_ONLY
 from tests.conftest import Workspace, open_ledger, seed_metadata, tamper
 
@@ -67,6 +69,40 @@ def test_append_only_triggers(ledger_ws: Workspace, statement: str) -> None:
     engine.dispose()
     assert open_ledger(ledger_ws).audit(files=FilesMode.NONE).clean
 
+
+
+def test_a_refused_insert_raises_sqlalchemys_error_and_leaves_the_head(ledger_ws: Workspace) -> None:
+    """The append statements run on the driver directly on SQLite; their errors must still be SQLAlchemy's
+    (the append maps IntegrityError to "another writer recorded this first")."""
+    ledger = open_ledger(ledger_ws)
+    head = ledger.head()
+    with pytest.raises(sqlalchemy.exc.IntegrityError):
+        ledger.store.write(lambda connection: Store.insert_block(connection, head))
+    assert open_ledger(ledger_ws).head() == head
+
+
+def test_a_busy_database_is_retried_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``database is locked`` from the driver-level BEGIN IMMEDIATE is retried, not raised: another writer
+    holds the lock, and the pooled connection waits no time of its own (busy_timeout 0)."""
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(f"sqlite:///{tmp_path / 'ledger.db'}", models_dir=tmp_path, key=SigningKey.generate())
+    with ledger.store.engine.connect() as connection:
+        connection.connection.driver_connection.execute("PRAGMA busy_timeout = 0")  # type: ignore[union-attr]
+    holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            holder.execute("ROLLBACK")
+
+    monkeypatch.setattr("ledger.store.time.sleep", sleep)
+    block = ledger.append_event("note", {"text": "after the lock"})
+    holder.close()
+    assert len(sleeps) == 3 and block.height == 1
+    assert ledger.audit(files=FilesMode.NONE).clean
 
 @pytest.mark.postgres
 def test_truncate_refused_on_postgres(pg_url: str, tmp_path: Path) -> None:
