@@ -70,7 +70,6 @@ def test_append_only_triggers(ledger_ws: Workspace, statement: str) -> None:
     assert open_ledger(ledger_ws).audit(files=FilesMode.NONE).clean
 
 
-
 def test_a_refused_insert_raises_sqlalchemys_error_and_leaves_the_head(ledger_ws: Workspace) -> None:
     """The append statements run on the driver directly on SQLite; their errors must still be SQLAlchemy's
     (the append maps IntegrityError to "another writer recorded this first")."""
@@ -103,6 +102,7 @@ def test_a_busy_database_is_retried_on_sqlite(tmp_path: Path, monkeypatch: pytes
     holder.close()
     assert len(sleeps) == 3 and block.height == 1
     assert ledger.audit(files=FilesMode.NONE).clean
+
 
 @pytest.mark.postgres
 def test_truncate_refused_on_postgres(pg_url: str, tmp_path: Path) -> None:
