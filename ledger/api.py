@@ -174,6 +174,14 @@ class Ledger:
         signing = key if isinstance(key, SigningKey) or key is None else load_key_file(key, passphrase)
         return cls(store, models_dir=models_dir, adapters_dir=adapters_dir, key=signing, genesis=genesis)
 
+    def reopened(self) -> Ledger:
+        """This ledger through a new engine of its own, without the key: for a forked process, which must not
+        use the connections its parent holds (``ledger.background``)."""
+        url = self.store.engine.url.render_as_string(hide_password=False)
+        return Ledger(
+            Store.open(url), models_dir=self.models_dir, adapters_dir=self.adapters_dir, key=None, genesis=self.genesis
+        )
+
     # --- reading ------------------------------------------------------------------------------
 
     def head(self) -> Block:

@@ -106,24 +106,32 @@ def resolve_recorded(root: Path, relative: str) -> Path:
     """Map a relative path read from the ledger back under ``root``, refusing anything that could escape.
 
     Besides the lexical checks, no existing component below ``root`` may be a symbolic link, so a link
-    planted in the tree cannot redirect an audit to a file outside it. (Plain strings and ``os.lstat``: an audit
-    resolves every recorded file, and pathlib objects per component cost more than the system calls.)
+    planted in the tree cannot redirect an audit to a file outside it.
     """
+    locate_recorded(os.fspath(root), relative)
+    return root / relative
+
+
+def locate_recorded(root: str, relative: str) -> tuple[str, os.stat_result | None]:
+    """``resolve_recorded`` as plain strings, with the ``lstat`` of the file itself (None when a component is
+    missing), which is its ``stat`` too since it is no link: an audit locates every recorded file, and pathlib
+    objects and a second stat per file cost more than the system calls."""
     check_recorded(relative)
-    current = os.fspath(root)
+    current = root
+    info: os.stat_result | None = None
     for part in relative.split("/"):
         current = f"{current}/{part}"
         try:
-            mode = os.lstat(current).st_mode
+            info = os.lstat(current)
         except FileNotFoundError:
-            break
+            return f"{root}/{relative}", None
         except OSError as exc:
             raise FileInputError(f"path {display_path(current)}: {os_reason(exc)}") from None
-        if stat.S_ISLNK(mode):
+        if stat.S_ISLNK(info.st_mode):
             raise UnsafePathError(
                 f"recorded path {display_path(relative)} passes through the symbolic link {display_path(current)}"
             )
-    return root / relative
+    return current, info
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> FileInputError | StorageError:

@@ -138,7 +138,7 @@ def load_object(data: bytes, *, what: str, max_bytes: int = DEFAULT_MAX_BYTES) -
     return value
 
 
-def read_object(path: Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
+def read_object(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> dict[str, Any]:
     """Read and strictly parse the JSON object in ``path``; huge files are refused before reading.
 
     One open, one ``fstat`` of the open file and one read (the audit reads every metadata file, and the
@@ -187,7 +187,7 @@ def _read_up_to(fd: int, expected: int, max_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def _unopenable(path: Path, exc: OSError) -> str:
+def _unopenable(path: str | Path, exc: OSError) -> str:
     """Why ``path`` could not be opened: a socket or other special file says so, not just its errno."""
     try:
         mode = os.stat(path).st_mode

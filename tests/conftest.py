@@ -216,3 +216,14 @@ def tamper(db_url: str, *statements: tuple[str, dict[str, Any]] | str) -> None:
                 for trigger in sorted(guards.expected_triggers("postgresql", table)):
                     connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {trigger}")
     engine.dispose()
+
+
+@pytest.fixture
+def forking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let ``ledger.background`` fork in this test whatever the core count and the worker's idle threads: the
+    session's fixtures leave some (the S3 server, fsspec's IO loop) that a forked audit never touches, and
+    without this the fork path would silently be the inline one."""
+    from ledger import background
+
+    assert hasattr(os, "fork")
+    monkeypatch.setattr(background, "can_fork", lambda: True)

@@ -426,6 +426,21 @@ class Context:
     checkpoint: CheckpointInfo
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """Every section the chain's blocks give, up to the last block read; ``finish_report`` adds the audit
+    result and the facts of the export, so the two can be worked out side by side."""
+
+    head_height: int
+    scope: Scope
+    versions: tuple[VersionEntry, ...]
+    diffs: tuple[ConfigDiff, ...]
+    evaluation: Evaluation
+    events: tuple[Event, ...]
+    retention: Retention
+    keys: tuple[KeyInfo, ...]
+
+
 def build_report(
     blocks: Iterable[Block],
     *,
@@ -437,6 +452,24 @@ def build_report(
 ) -> Report:
     """Build the report in one pass over the chain, taking the version payloads the audit already decoded from
     ``audit.payloads``; an empty selection is an error (nothing to hand out)."""
+    draft = draft_report(
+        blocks, selection=selection, thresholds=thresholds, retention=retention, payloads=audit.payloads
+    )
+    return finish_report(draft, audit, context)
+
+
+def draft_report(
+    blocks: Iterable[Block],
+    *,
+    selection: Selection,
+    thresholds: Sequence[Threshold],
+    retention: RetentionSettings | None = None,
+    payloads: Mapping[int, dict[str, Any]] | None = None,
+) -> Draft:
+    """The report's chain sections in one pass over ``blocks`` (version payloads taken from ``payloads`` where
+    given, decoded otherwise); an empty selection is an error (nothing to hand out)."""
+    decoded = payloads or {}
+    head_height = -1
     entries: list[VersionEntry] = []
     order: list[tuple[str, VersionId, str]] = []  # (model, version, name) of each entry, for the scope's ends
     flat_configs: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}  # every version's, for the diffs
@@ -447,9 +480,10 @@ def build_report(
     lifecycle: list[tuple[Block, dict[str, Any]]] = []
     wanted_model = selection.model
     for block in blocks:
+        head_height = block.height
         kind = block.kind
         if kind == "version":
-            placed = _version_entry(block, audit.payloads.get(block.height) or payload_of(block), sha_by_name)
+            placed = _version_entry(block, decoded.get(block.height) or payload_of(block), sha_by_name)
             if placed is None:
                 continue
             entry, version = placed
@@ -488,10 +522,25 @@ def build_report(
         if (event := _event(block, payload, slug_of)) is not None and _event_selected(event, selection, names, models)
     )
     diffs = tuple(_diff(entry, flat_configs) for entry in entries if entry.parent is not None)
+    return Draft(
+        head_height=head_height,
+        scope=Scope(models, selection, min(order)[2], max(order)[2], len(entries)),
+        versions=tuple(entries),
+        diffs=tuple(d for d in diffs if d is not None),
+        evaluation=_evaluation(entries, thresholds),
+        events=events,
+        retention=_retention(lifecycle, entries, models, slug_of, retention or RetentionSettings()),
+        keys=tuple(keys),
+    )
+
+
+def finish_report(draft: Draft, audit: AuditReport, context: Context) -> Report:
+    """The report: ``draft`` with the integrity section and the findings about its versions."""
+    names = {entry.name for entry in draft.versions}
     return Report(
         generated=context.generated,
         tool=context.tool,
-        scope=Scope(models, selection, min(order)[2], max(order)[2], len(entries)),
+        scope=draft.scope,
         integrity=Integrity(
             ledger_id=context.ledger_id,
             origin=context.origin,
@@ -501,14 +550,14 @@ def build_report(
             checkpoint=context.checkpoint,
             audit=_audit_summary(audit),
             verify_command=context.verify_command,
-            keys=tuple(keys),
+            keys=draft.keys,
             signing_key_id=context.signing_key_id,
         ),
-        versions=tuple(entries),
-        diffs=tuple(d for d in diffs if d is not None),
-        evaluation=_evaluation(entries, thresholds),
-        events=events,
-        retention=_retention(lifecycle, entries, models, slug_of, retention or RetentionSettings()),
+        versions=draft.versions,
+        diffs=draft.diffs,
+        evaluation=draft.evaluation,
+        events=draft.events,
+        retention=draft.retention,
         findings=tuple(
             FindingEntry(f.height, f.version, str(f.kind), "warning" if f.is_warning else "error", f.path, f.message)
             for f in audit.findings

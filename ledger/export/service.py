@@ -6,6 +6,8 @@ SHA-256 of the final file, which is why a file never contains its own hash and t
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import gc
 import hashlib
 import shlex
@@ -15,12 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ledger.audit import FilesMode
+from ledger import background
+from ledger.audit import AuditReport, FilesMode
 from ledger.block import Block
 from ledger.errors import InputError, LedgerError
 from ledger.export.interface import RenderContext
 from ledger.export.registry import formatter
-from ledger.export.report import Context, Report, RetentionSettings, Selection, Threshold, build_report
+from ledger.export.report import (
+    Context,
+    Draft,
+    Report,
+    RetentionSettings,
+    Selection,
+    Threshold,
+    draft_report,
+    finish_report,
+)
 from ledger.timeutil import now
 
 if TYPE_CHECKING:
@@ -67,17 +79,21 @@ def verify_command(db_url: str, file_name: str) -> str:
 
 
 def build(ledger: Ledger, request: ExportRequest) -> Report:
-    """Audit the ledger, sign a checkpoint at its head and build the report for ``request``."""
+    """Audit the ledger, sign a checkpoint at its head and build the report for ``request``.
+
+    The audit runs in a forked process (``ledger.background``) while this one builds the report's sections
+    from the same blocks; should a block be appended in between, the sections are built again up to the head
+    the audit saw, so the report covers exactly the audited chain.
+    """
     from ledger.api import NodesOf
     from ledger.export.attest import sign_checkpoint
 
     key = ledger.key  # exporting signs a checkpoint and appends a block: fail early without a key
-    audit = ledger.audit(
-        files=request.files,
-        state_dir=request.state_dir,
-        incremental=not request.full_audit and _has_trusted_state(ledger, request.state_dir),
-        update_state=False,  # exporting reads the trusted state; only `ledger audit`/`checkpoint` advance it
-    )
+    with background.forked(functools.partial(_audit, ledger, request)) as pending:
+        draft = _draft(ledger, request, ledger.head().height)
+        audit = pending.result()
+    if draft.head_height != audit.head_height:
+        draft = _draft(ledger, request, audit.head_height)
     with ledger.store.reading() as connection:
         checkpoint = sign_checkpoint(
             NodesOf(connection),
@@ -95,12 +111,26 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
         signing_key_id=key.key_id,
         checkpoint=checkpoint,
     )
-    return build_report(
-        ledger.blocks(0, audit.head_height + 1),
+    return finish_report(draft, audit, context)
+
+
+def _audit(ledger: Ledger, request: ExportRequest) -> AuditReport:
+    """The export-time audit, through connections of its own; without the decoded payloads (the report decodes
+    its own, and sending them back would cost more than that)."""
+    audit = ledger.reopened().audit(
+        files=request.files,
+        state_dir=request.state_dir,
+        incremental=not request.full_audit and _has_trusted_state(ledger, request.state_dir),
+        update_state=False,  # exporting reads the trusted state; only `ledger audit`/`checkpoint` advance it
+    )
+    return dataclasses.replace(audit, payloads={})
+
+
+def _draft(ledger: Ledger, request: ExportRequest, head_height: int) -> Draft:
+    return draft_report(
+        ledger.blocks(0, head_height + 1),
         selection=request.selection,
         thresholds=request.thresholds,
-        audit=audit,
-        context=context,
         retention=request.retention,
     )
 

@@ -425,6 +425,39 @@ def test_finding_file_mismatch_full_and_quick(ledger_ws: Workspace) -> None:
     assert first(ledger.audit(files=FilesMode.QUICK)) == (3, FindingClass.FILE_MISMATCH)
 
 
+def test_quick_checks_split_across_two_processes_find_the_same(
+    ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch, forking: None
+) -> None:
+    """From ``FORK_CHECKS`` checks on, half run in a forked process: same findings, same order, and a child
+    that dies is an error, never a silently shorter list."""
+    from ledger import audit as audit_module
+
+    ledger = _three_versions(ledger_ws)
+    (ledger_ws.models / "oneseek-7b-zero-v1.0.pth").unlink()
+    (ledger_ws.models / "oneseek-7b-zero-v1.2.json").write_text("{}")
+    os.utime(ledger_ws.models / "oneseek-7b-zero-v1.1.pth", ns=(0, 0))
+    whole = ledger.audit(files=FilesMode.QUICK).findings
+    assert {(f.height, f.kind) for f in whole} == {
+        (1, FindingClass.FILE_MISSING),
+        (2, FindingClass.FILE_MISMATCH),
+        (3, FindingClass.METADATA_MISMATCH),
+    }
+    monkeypatch.setattr(audit_module, "FORK_CHECKS", 2)
+    pids: list[int] = []
+    real = audit_module._run_all
+
+    def run_all(checks: Any) -> Any:
+        pids.append(os.getpid())  # the child's own append is lost with the child: only the parent's stays
+        return real(checks)
+
+    monkeypatch.setattr(audit_module, "_run_all", run_all)
+    assert ledger.audit(files=FilesMode.QUICK).findings == whole
+    assert pids == [os.getpid()]  # the parent ran one half; the other ran elsewhere
+    monkeypatch.setattr(audit_module, "_run_all", lambda checks: os._exit(7) if os.getpid() not in pids else [])
+    with pytest.raises(StorageError, match="exit status 7"):
+        ledger.audit(files=FilesMode.QUICK)
+
+
 def test_finding_unledgered(ledger_ws: Workspace) -> None:
     ledger = _three_versions(ledger_ws)
     (ledger_ws.models / "oneseek-7b-zero-v1.3.pth").write_bytes(b"x" * 10)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -729,3 +730,78 @@ def test_export_audit_resumes_from_the_trusted_state_and_says_so(ledger_ws: Work
     assert (forced["mode"], forced["blocks_checked"]) == ("full", ledger.size())
     tamper(ledger_ws.db_url, ("UPDATE blocks SET payload_hash = 'x' WHERE height = :h", {"h": ledger.size() - 1}))
     assert audit_of(state_dir=state)["clean"] is False  # the re-checked new block is still checked
+
+
+# --- the export-time audit runs in a forked process beside the report ----------------------------
+
+
+def _quick_request() -> ExportRequest:
+    return ExportRequest(format="json", selection=Selection(), files=FilesMode.QUICK, file_name="r.json")
+
+
+def test_the_audit_in_a_child_gives_the_report_it_gives_inline(
+    ledger_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forking: None
+) -> None:
+    """The audit runs in a forked process where one can be; its findings reach the report exactly as when it
+    runs inline (one thread more, and ``ledger.background`` does not fork)."""
+    from ledger import background
+    from ledger.export import service
+
+    ledger = populate(ledger_ws)
+    (ledger_ws.models / "oneseek-7b-zero-v1.1.pth").write_bytes(b"changed")
+    ran_in = tmp_path / "ran-in"
+    real = service._audit
+
+    def audit(led: Ledger, request: ExportRequest) -> Any:
+        with ran_in.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+        return real(led, request)
+
+    monkeypatch.setattr(service, "_audit", audit)
+    forked = produce(ledger, _quick_request()).report
+    monkeypatch.setattr(background, "can_fork", lambda: False)
+    inline = produce(ledger, _quick_request()).report
+    child, here = (int(line) for line in ran_in.read_text().split())
+    assert child != os.getpid() and here == os.getpid()
+    for report in (forked, inline):
+        assert not report.integrity.audit.clean
+        assert [(f.version, f.kind) for f in report.findings] == [("oneseek-7b-zero-v1.1", "file-mismatch")]
+    assert (forked.versions, forked.findings, forked.integrity.audit) == (
+        inline.versions,
+        inline.findings,
+        inline.integrity.audit,
+    )
+
+
+def test_a_version_appended_while_the_export_audits_is_in_the_report(
+    ledger_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forking: None
+) -> None:
+    """Another writer appends after the report's sections were read up to the head but before the audit reads
+    the chain: the sections are read again up to the head the audit saw, so the report covers what it audited."""
+    from ledger.export import service
+
+    ledger = populate(ledger_ws)
+    before = ledger.head().height
+    ledger_ws.write_version("oneseek-7b-zero-v1.4")
+    started = tmp_path / "draft-started"
+    real_audit, real_draft = service._audit, service._draft
+    drafted: list[int] = []
+
+    def audit(led: Ledger, request: ExportRequest) -> Any:
+        deadline = time.monotonic() + 30
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        open_ledger(ledger_ws).append(ledger_ws.models / "oneseek-7b-zero-v1.4.pth")
+        return real_audit(led, request)
+
+    def draft(led: Ledger, request: ExportRequest, head_height: int) -> Any:
+        drafted.append(head_height)
+        started.touch()
+        return real_draft(led, request, head_height)
+
+    monkeypatch.setattr(service, "_audit", audit)
+    monkeypatch.setattr(service, "_draft", draft)
+    report = produce(ledger, _quick_request()).report
+    assert drafted == [before, before + 1]
+    assert report.integrity.head_height == before + 1 and report.integrity.audit.clean
+    assert report.versions[-1].name == "oneseek-7b-zero-v1.4"
