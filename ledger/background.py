@@ -50,10 +50,7 @@ class Pending(Generic[T]):
             status = 1
             try:
                 os.close(read)
-                data = pickle.dumps(_portable(_run(fn)), protocol=pickle.HIGHEST_PROTOCOL)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(write, view) :]
+                _send(write, pickle.dumps(_portable(_run(fn)), protocol=pickle.HIGHEST_PROTOCOL))
                 status = 0
             finally:
                 os._exit(status)
@@ -81,7 +78,7 @@ class Pending(Generic[T]):
             self._pipe = None
         _, status = os.waitpid(self._pid, 0)
         self._pid = None
-        if not chunks:
+        if status != 0:  # the child exits 0 only once all of its result is written: anything else is cut short
             return False, StorageError(f"the background process ended without a result ({_describe(status)})")
         outcome = pickle.loads(b"".join(chunks))
         assert isinstance(outcome, tuple)
@@ -106,6 +103,13 @@ def forked(fn: Callable[[], T]) -> Iterator[Pending[T]]:
         yield pending
     finally:
         pending.close()
+
+
+def _send(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to the pipe ``fd``."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _run(fn: Callable[[], T]) -> tuple[bool, object]:
@@ -143,7 +147,7 @@ def _portable(outcome: tuple[bool, object]) -> tuple[bool, object]:
 def _survives_pickling(exc: BaseException) -> bool:
     try:
         copy = pickle.loads(pickle.dumps(exc))
-    except Exception:  # noqa: BLE001  (not portable: a plainer form is sent)
+    except (pickle.PickleError, TypeError, AttributeError):  # unpicklable state, a local class, another signature
         return False
     return type(copy) is type(exc) and str(copy) == str(exc)
 

@@ -74,6 +74,19 @@ def test_a_killed_child_is_an_error_not_a_hang() -> None:
         _result(die)
 
 
+def test_a_child_killed_while_sending_its_result_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half a result on the pipe is no result: the parent goes by the child's exit status, not the bytes."""
+    real = background._send
+
+    def half_then_die(fd: int, data: bytes) -> None:
+        real(fd, data[: len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)  # only the child sends
+
+    monkeypatch.setattr(background, "_send", half_then_die)
+    with pytest.raises(StorageError, match="killed by signal 9"):
+        _result(lambda: list(range(10_000)))
+
+
 def test_leaving_the_block_stops_an_unwanted_child() -> None:
     start = time.monotonic()
     with background.forked(lambda: time.sleep(60)) as pending:
