@@ -6,6 +6,7 @@ its payload against it, seals and signs the block, and stores it with its Merkle
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -96,9 +97,7 @@ class Ledger:
         self.adapters_dir = adapters_dir if adapters_dir is not None else default_adapters_dir(models_dir)
         self._key = key
         self.genesis = genesis
-        #: (head hash, Merkle frontier, signing key id) after this object's last append: while the head is still
-        #: that block, nobody else appended, so neither the frontier nor the key schedule can have changed.
-        self._frontier: tuple[str, list[bytes], str] | None = None
+        self._last: _LastAppend | None = None
         self.ledger_id, self.origin = _identity(genesis)
 
     # --- construction -------------------------------------------------------------------------
@@ -372,7 +371,7 @@ class Ledger:
                 place()
             return payload
 
-        return self._commit(VERSION, build)
+        return self._commit(VERSION, build, pure=place is None)
 
     def write_block_reference(self, prepared: PreparedVersion, block: Block) -> None:
         """Rewrite the metadata file atomically with ``ledger_block_id`` / ``ledger_block_hash`` of its block."""
@@ -426,17 +425,28 @@ class Ledger:
         return options[-1] if major or len(options) == 1 else options[0]
 
     def _commit(
-        self, kind: str, build: Callable[[Connection, Block], tuple[dict[str, Any], IndexEntry | None]]
+        self,
+        kind: str,
+        build: Callable[[Connection, Block], tuple[dict[str, Any], IndexEntry | None]],
+        *,
+        pure: bool = True,
     ) -> Block:
+        """Seal and insert the block ``build`` describes on top of the head, under the write lock.
+
+        After an append of its own this object trusts that block to be the head still and does not read it: the
+        insert is guarded (nothing goes in unless the head is that block; PostgreSQL's lock is taken by the same
+        statement), and if another writer got in between, the append is redone the locked way, head read first.
+        ``pure``: ``build`` only reads, so it may run before the lock is held; one with side effects (moving
+        files into place) always waits for the lock.
+        """
         key = self.key
-        cached = self._frontier
+        last = self._last if self._last is not None and self._last.key_id == key.key_id else None
         frontiers: list[list[bytes]] = []
 
-        def write(connection: Connection) -> Block:
-            head = Store.head(connection)
+        def write(connection: Connection, trusted: Block | None) -> Block | None:
+            head = trusted if trusted is not None else Store.head(connection)
             assert head is not None
-            fresh = cached is not None and cached[0] == head.block_hash and cached[2] == key.key_id
-            known = cached[1] if cached is not None and fresh else None
+            known = last.frontier if last is not None and last.head.block_hash == head.block_hash else None
             if known is None:
                 schedule = schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY)))
                 schedule.require_active(key.key_id, head.height + 1)
@@ -449,23 +459,49 @@ class Ledger:
                 payload=payload,
                 key=key,
             )
-            frontiers.append(_store_block(connection, block, index, known))
+            frontier = _store_block(connection, block, index, known, guarded=trusted is not None)
+            if frontier is None:
+                return None
+            frontiers.append(frontier)
             crash_point("commit:inserted")
             return block
 
-        try:
-            block = self.store.write(write)
-        except IntegrityError as exc:
-            raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
+        block = None
+        if last is not None and pure:
+            trusted = last.head
+            with contextlib.suppress(IntegrityError):  # another writer's block took the height first
+                block = self.store.write(lambda connection: write(connection, trusted), lock=False)
+        if block is None:
+            try:
+                block = self.store.write(lambda connection: write(connection, None))
+            except IntegrityError as exc:
+                raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
+            assert block is not None
         # a key block changes the schedule: the next append re-reads it
-        self._frontier = None if kind == KEY else (block.block_hash, frontiers[-1], key.key_id)
+        self._last = None if kind == KEY else _LastAppend(block, frontiers[-1], key.key_id)
         return block
 
 
+@dataclass(frozen=True, slots=True)
+class _LastAppend:
+    """A ledger object's last append: while ``head`` is still the head, nobody else appended, so neither the
+    Merkle frontier after it nor the key schedule can have changed."""
+
+    head: Block
+    frontier: list[bytes]
+    key_id: str
+
+
 def _store_block(
-    connection: Connection, block: Block, index: IndexEntry | None, frontier: list[bytes] | None = None
-) -> list[bytes]:
-    """Insert the block, its completed Merkle nodes and its index row; returns the new Merkle frontier.
+    connection: Connection,
+    block: Block,
+    index: IndexEntry | None,
+    frontier: list[bytes] | None = None,
+    *,
+    guarded: bool = False,
+) -> list[bytes] | None:
+    """Insert the block, its completed Merkle nodes and its index row; returns the new Merkle frontier, or None
+    when ``guarded`` and the head was no longer the block ``block`` links to (nothing inserted).
 
     ``frontier`` is the frontier before this block when the caller knows it (saves a read per append).
     """
@@ -473,8 +509,7 @@ def _store_block(
         frontier = merkle.load_frontier(NodesOf(connection), block.height)
     nodes, after = merkle.completed_nodes(block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier)
     version = None if index is None else (index.model, index.major, index.micro)
-    Store.insert_appended(connection, block, nodes, version)
-    return after
+    return after if Store.insert_appended(connection, block, nodes, version, guarded=guarded) else None
 
 
 def _size(connection: Connection) -> int:

@@ -10,7 +10,7 @@ import contextlib
 import functools
 import random
 import re
-import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -120,6 +120,7 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self._local = threading.local()
 
     @classmethod
     def open(cls, url: str) -> Store:
@@ -135,25 +136,25 @@ class Store:
         except OperationalError as exc:
             raise StorageError(f"database error: {describe(exc)}") from exc
 
-    def write(self, work: Callable[[Connection], T]) -> T:
+    def write(self, work: Callable[[Connection], T], *, lock: bool = True) -> T:
         """Run ``work`` in a serialised write transaction, retrying busy or serialisation failures.
 
         ``work`` must be safe to run again: the transaction it ran in was rolled back. A connection lost
         while ``work`` runs (server restart, ``pg_terminate_backend``) is retried too: nothing was committed.
-        One lost during COMMIT is not, since the commit may have happened; the error says so.
+        One lost during COMMIT is not, since the commit may have happened; the error says so. ``lock=False``
+        leaves PostgreSQL's advisory lock to ``work`` (the guarded append takes it inside its one statement).
         """
         for attempt in range(_RETRIES):
             before_commit = False
             try:
-                with self.engine.connect() as raw:
-                    connection = raw.execution_options(**{_WRITE: True})
-                    with connection.begin():
-                        before_commit = True
-                        if self.dialect == "postgresql":
-                            connection.exec_driver_sql(_LOCK_SQL)
-                        result = work(connection)
-                        before_commit = False
-                    return result
+                connection = self._writer()
+                with connection.begin():
+                    before_commit = True
+                    if lock and self.dialect == "postgresql":
+                        _run(connection, _LOCK_SQL)
+                    result = work(connection)
+                    before_commit = False
+                return result
             except IntegrityError:
                 raise
             except (OperationalError, DBAPIError) as exc:
@@ -167,6 +168,18 @@ class Store:
                     raise StorageError(f"database write failed: {describe(exc)}") from exc
                 time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _writer(self) -> Connection:
+        """This thread's write connection, kept between writes: checking one out of the pool for every append
+        (and, on PostgreSQL, pinging the server first) cost more than the append's own statements. A dropped
+        connection is invalidated by the statement that found it, and replaced here."""
+        connection: Connection | None = getattr(self._local, "writer", None)
+        if connection is None or connection.invalidated or connection.closed:
+            if connection is not None:
+                connection.close()
+            connection = self.engine.connect().execution_options(**{_WRITE: True})
+            self._local.writer = connection
+        return connection
 
     # --- block rows ---------------------------------------------------------------------------
 
@@ -211,24 +224,36 @@ class Store:
         block: Block,
         nodes: Sequence[tuple[int, int, bytes]],
         version: tuple[str, int, int] | None = None,
-    ) -> None:
+        *,
+        guarded: bool = False,
+    ) -> bool:
         """Insert an appended block, the Merkle nodes it completes (at least its leaf) and, for a version block,
-        its ``(model, major, micro)`` index row. On PostgreSQL that is one statement (the block and index rows as
-        data-modifying CTEs), one round trip instead of two or three; SQLite has no round trips to save."""
+        its ``(model, major, micro)`` index row; True when they went in.
+
+        ``guarded``: only if the head is still the block ``block`` links to, checked by the insert itself, which on
+        PostgreSQL also takes the advisory lock first; False (nothing inserted) otherwise. That is the append of a
+        writer that trusts the head it wrote last without reading it. On PostgreSQL the whole append is one
+        statement (the block and index rows as data-modifying CTEs), one round trip instead of two or three;
+        SQLite has no round trips to save.
+        """
+        params = _row_values(block)
+        if guarded:
+            params["head"] = block.prev_hash  # its own parameter: PostgreSQL types each use of one separately
         if connection.dialect.name != "postgresql":
-            Store.insert_block(connection, block)
+            inserted = _run(connection, _GUARDED_BLOCK_SQL if guarded else _INSERT_BLOCK_SQL, params)
+            if inserted.rowcount != 1:
+                return False
             Store.insert_nodes(connection, nodes)
             if version is not None:
                 Store.insert_version_index(
                     connection, height=block.height, model=version[0], major=version[1], micro=version[2]
                 )
-            return
-        params = _row_values(block)
+            return True
         for i, (level, idx, digest) in enumerate(nodes):
             params.update({f"l{i}": level, f"i{i}": idx, f"h{i}": digest})
         if version is not None:
             params.update(model=version[0], major=version[1], micro=version[2])
-        connection.exec_driver_sql(_appended_sql(len(nodes), version is not None), params)
+        return bool(_run(connection, _appended_sql(len(nodes), version is not None, guarded), params).rowcount)
 
     @staticmethod
     def insert_blocks(connection: Connection, blocks: Sequence[Block]) -> None:
@@ -276,28 +301,36 @@ _NODE_BATCH = 8
 #: The append path's statements as driver SQL: SQLAlchemy's compile-and-cache step cost more than the
 #: statements themselves (~75 µs against ~3 µs for the head query on SQLite). Named parameters are written
 #: ``:name`` and turned into the driver's style by ``driver_sql``; ``_run`` and ``_first`` execute them.
-_HEAD_SQL = f"SELECT {', '.join(c.name for c in _COLUMNS)} FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
-_INSERT_BLOCK_SQL = (
-    f"INSERT INTO {_TABLE.name} ({', '.join(c.name for c in _COLUMNS)}) "
-    f"VALUES ({', '.join(':' + c.name for c in _COLUMNS)})"
-)
+_NAMES = ", ".join(c.name for c in _COLUMNS)
+_VALUES = ", ".join(":" + c.name for c in _COLUMNS)
+_HEAD_SQL = f"SELECT {_NAMES} FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
+_HEAD_HASH_SQL = f"SELECT block_hash FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
+_INSERT_BLOCK_SQL = f"INSERT INTO {_TABLE.name} ({_NAMES}) VALUES ({_VALUES})"
+#: The guarded append's block insert on SQLite (already serialised there by ``BEGIN IMMEDIATE``).
+_GUARDED_BLOCK_SQL = f"INSERT INTO {_TABLE.name} ({_NAMES}) SELECT {_VALUES} WHERE ({_HEAD_HASH_SQL}) = :head"
 _LOCK_SQL = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
 _INSERT_NODE_SQL = f"INSERT INTO {_NODES.name} (level, idx, hash) VALUES (:level, :idx, :hash)"
 
 
 @functools.lru_cache(maxsize=128)
-def _appended_sql(nodes: int, indexed: bool) -> str:
-    """PostgreSQL's one-statement append for ``nodes`` Merkle nodes (one text per count, so each is prepared
-    once by the driver); the foreign key of the index row is checked at the end of the statement, when the
-    block row is there."""
-    parts = [f"block AS ({_INSERT_BLOCK_SQL})"]
+def _appended_sql(nodes: int, indexed: bool, guarded: bool) -> str:
+    """PostgreSQL's one-statement append for ``nodes`` Merkle nodes (one text per shape, so each is prepared once by
+    the driver). Index and node rows are inserted from the block's ``RETURNING`` row, so nothing goes in unless
+    the block does; the foreign key of the index row is checked at the end of the statement, when the block row
+    is there. Guarded, the block's row comes from the advisory lock's, so the lock is held before anything is
+    inserted, and only while the head is the block it links to."""
+    source = f" FROM ({_LOCK_SQL}) AS held WHERE ({_HEAD_HASH_SQL}) = :head" if guarded else ""
+    parts = [f"block AS (INSERT INTO {_TABLE.name} ({_NAMES}) SELECT {_VALUES}{source} RETURNING height)"]
     if indexed:
         parts.append(
             f"entry AS (INSERT INTO {_VERSIONS.name} (height, model, major, micro) "
-            "VALUES (:height, :model, :major, :micro))"
+            "SELECT height, :model, :major, :micro FROM block)"
         )
     values = ", ".join(f"(:l{i}, :i{i}, :h{i})" for i in range(nodes))
-    sql = f"WITH {', '.join(parts)} INSERT INTO {_NODES.name} (level, idx, hash) VALUES {values}"
+    sql = (
+        f"WITH {', '.join(parts)} INSERT INTO {_NODES.name} (level, idx, hash) "
+        f"SELECT v.level, v.idx, v.hash FROM block, (VALUES {values}) AS v (level, idx, hash)"
+    )
     return _styled(sql, "postgresql")
 
 
@@ -308,21 +341,25 @@ def _styled(sql: str, dialect: str) -> str:
 
 
 def _run(connection: Connection, sql: str, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Any:
-    """Execute driver SQL (a list of parameter sets: once per set). On SQLite straight on the sqlite3 connection in
-    the transaction SQLAlchemy opened: its per-statement work (~6-40 µs) is most of an append's CPU time there,
-    the statement itself ~1 µs. Driver errors are raised as SQLAlchemy's (``IntegrityError``,
-    ``OperationalError``...), so retries and error messages see one kind on both backends. PostgreSQL keeps
-    SQLAlchemy's path, which also notices a dropped connection and invalidates it."""
-    if connection.dialect.name != "sqlite":
-        return connection.exec_driver_sql(driver_sql(connection, sql), params)
+    """Execute driver SQL (a list of parameter sets: once per set) on the driver connection, inside the transaction
+    SQLAlchemy opened: SQLAlchemy's per-statement work (~6-40 µs on SQLite, ~250 µs on PostgreSQL here) was most of
+    an append's client time, the statements themselves far less. Driver errors are raised as SQLAlchemy's
+    (``IntegrityError``, ``OperationalError``...), so retries and error messages see one kind of error on both
+    backends. A lost connection is found by the rollback that follows, which SQLAlchemy runs, invalidates and
+    reports as such (``connection_invalidated``)."""
+    dialect = connection.dialect
     driver = connection.connection.driver_connection
     assert driver is not None
+    text = _styled(sql, dialect.name)
+    cursor = driver.cursor()
     try:
         if isinstance(params, list):
-            return driver.executemany(sql, params)
-        return driver.execute(sql, params if params is not None else ())
-    except sqlite3.Error as exc:
-        raise DBAPIError.instance(sql, params, exc, sqlite3.Error, dialect=connection.dialect) from exc
+            cursor.executemany(text, params)
+        else:
+            cursor.execute(text, params if params is not None else ())
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
+    return cursor
 
 
 def _first(connection: Connection, sql: str) -> Any:

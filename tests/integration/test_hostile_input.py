@@ -583,7 +583,7 @@ def test_postgres_connection_dropped_mid_append(pg_url: str, tmp_path: Path, mon
     real_insert = Store.insert_appended
     killed: list[int] = []
 
-    def lose_connection_then_insert(connection: Any, block: Any, nodes: Any, version: Any = None) -> None:
+    def lose_connection_then_insert(connection: Any, block: Any, nodes: Any, version: Any = None, **kw: Any) -> bool:
         if not killed:  # first attempt: the server kills this backend while it holds the advisory lock
             pid = connection.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar_one()
             with admin.connect() as other:
@@ -594,7 +594,7 @@ def test_postgres_connection_dropped_mid_append(pg_url: str, tmp_path: Path, mon
                 assert held == 1
                 other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
             killed.append(pid)
-        real_insert(connection, block, nodes, version)  # fails on the first attempt: the connection is gone
+        return real_insert(connection, block, nodes, version, **kw)  # fails on the first attempt: connection gone
 
     monkeypatch.setattr(Store, "insert_appended", staticmethod(lose_connection_then_insert))
     block = ledger.append_event("note", {"survives": True})
@@ -605,6 +605,27 @@ def test_postgres_connection_dropped_mid_append(pg_url: str, tmp_path: Path, mon
     report = ledger.audit(files=FilesMode.NONE)
     assert report.clean and report.head_height == 2
     admin.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_write_connection_dropped_between_appends(pg_url: str, tmp_path: Path) -> None:
+    """The connection a ledger keeps for writing is killed while idle (a server restart, an idle timeout): the next
+    append (the guarded one, which trusts its last head) finds it gone, retries on a new connection, and lands."""
+    from ledger.signing import SigningKey
+
+    ledger = Ledger.create(pg_url, models_dir=tmp_path, key=SigningKey.generate())
+    ledger.append_event("note", {"i": 1})
+    writer = ledger.store._writer()
+    pid = writer.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+    writer.rollback()
+    admin = sqlalchemy.create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as other:
+        assert other.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+    admin.dispose()
+    assert ledger.append_event("note", {"i": 2}).height == 2
+    assert ledger.store._writer() is not writer
+    assert [b.height for b in ledger.blocks()] == [0, 1, 2]
+    assert ledger.audit(files=FilesMode.NONE).clean
 
 
 def test_every_error_is_one_line_for_unreachable_or_malformed_databases(sqlite_ws: Workspace) -> None:

@@ -176,7 +176,7 @@ def test_failure_after_placing_removes_everything(ledger_ws: Workspace, monkeypa
     ledger.save_version({"w": torch.ones(3)}, meta(), kind="major")
     before, head = files_of(ledger_ws), ledger.head()
 
-    def broken(*_args: Any) -> None:
+    def broken(*_args: Any, **_kw: Any) -> None:
         assert (ledger_ws.models / "oneseek-7b-zero-v1.1.pth").exists()  # placed under the lock already
         assert (ledger_ws.adapters / "oneseek-7b-zero-v1.1").is_dir()
         raise StorageError("disk on fire")
@@ -204,9 +204,13 @@ def test_interrupted_write_removes_temp(ledger_ws: Workspace, monkeypatch: pytes
     assert list(ledger_ws.adapters.iterdir()) == []
 
 
-def test_two_writers_same_version(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both writers number v1.1 before either commits: exactly one wins, the other is told what is next."""
-    open_ledger(ledger_ws).save_version({"w": torch.ones(3)}, meta(), kind="major")
+@pytest.mark.parametrize("shared", [False, True], ids=["two-objects", "one-object"])
+def test_two_writers_same_version(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch, shared: bool) -> None:
+    """Both writers number v1.1 before either commits: exactly one wins, the other is told what is next. Sharing one
+    ledger object, both trust the head its first save left (the guarded append); moving files into their ledgered
+    names must still wait for the write lock, or the loser's weights would replace the winner's."""
+    first = open_ledger(ledger_ws)
+    first.save_version({"w": torch.ones(3)}, meta(), kind="major")
     barrier = threading.Barrier(2, timeout=60)
     original = saving._Files.write_metadata
 
@@ -218,7 +222,7 @@ def test_two_writers_same_version(ledger_ws: Workspace, monkeypatch: pytest.Monk
     results: dict[int, Any] = {}
 
     def run(index: int) -> None:
-        ledger = open_ledger(ledger_ws)
+        ledger = first if shared else open_ledger(ledger_ws)
         try:
             results[index] = ledger.save_version({"w": torch.full((64,), float(index))}, meta())
         except VersionOrderError as exc:
