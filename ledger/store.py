@@ -172,7 +172,7 @@ class Store:
     def _writer(self) -> Connection:
         """This thread's write connection, kept between writes: checking one out of the pool for every append
         (and, on PostgreSQL, pinging the server first) cost more than the append's own statements. A dropped
-        connection is invalidated by the statement that found it, and replaced here."""
+        connection is invalidated by the rollback after the statement that found it, and replaced here."""
         connection: Connection | None = getattr(self._local, "writer", None)
         if connection is None or connection.invalidated or connection.closed:
             if connection is not None:
@@ -300,7 +300,7 @@ _NODE_BATCH = 8
 
 #: The append path's statements as driver SQL: SQLAlchemy's compile-and-cache step cost more than the
 #: statements themselves (~75 µs against ~3 µs for the head query on SQLite). Named parameters are written
-#: ``:name`` and turned into the driver's style by ``driver_sql``; ``_run`` and ``_first`` execute them.
+#: ``:name`` and turned into the driver's style by ``_styled``; ``_run`` and ``_first`` execute them.
 _NAMES = ", ".join(c.name for c in _COLUMNS)
 _VALUES = ", ".join(":" + c.name for c in _COLUMNS)
 _HEAD_SQL = f"SELECT {_NAMES} FROM {_TABLE.name} ORDER BY height DESC LIMIT 1"
