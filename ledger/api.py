@@ -436,12 +436,14 @@ class Ledger:
         After an append of its own this object trusts that block to be the head still and does not read it: the
         insert is guarded (nothing goes in unless the head is that block; PostgreSQL's lock is taken by the same
         statement), and if another writer got in between, the append is redone the locked way, head read first.
+        Once another writer has got in between, appends wait for the lock until one finds that nobody else
+        wrote since this object's last block: under contention a guarded attempt would only be thrown away.
         ``pure``: ``build`` only reads, so it may run before the lock is held; one with side effects (moving
         files into place) always waits for the lock.
         """
         key = self.key
         last = self._last if self._last is not None and self._last.key_id == key.key_id else None
-        frontiers: list[list[bytes]] = []
+        outcomes: list[tuple[list[bytes], bool]] = []
 
         def write(connection: Connection, trusted: Block | None) -> Block | None:
             head = trusted if trusted is not None else Store.head(connection)
@@ -462,12 +464,12 @@ class Ledger:
             frontier = _store_block(connection, block, index, known, guarded=trusted is not None)
             if frontier is None:
                 return None
-            frontiers.append(frontier)
+            outcomes.append((frontier, known is not None))
             crash_point("commit:inserted")
             return block
 
         block = None
-        if last is not None and pure:
+        if last is not None and last.alone and pure:
             trusted = last.head
             with contextlib.suppress(IntegrityError):  # another writer's block took the height first
                 block = self.store.write(lambda connection: write(connection, trusted), lock=False)
@@ -478,18 +480,21 @@ class Ledger:
                 raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
             assert block is not None
         # a key block changes the schedule: the next append re-reads it
-        self._last = None if kind == KEY else _LastAppend(block, frontiers[-1], key.key_id)
+        frontier, alone = outcomes[-1]
+        self._last = None if kind == KEY else _LastAppend(block, frontier, key.key_id, alone)
         return block
 
 
 @dataclass(frozen=True, slots=True)
 class _LastAppend:
     """A ledger object's last append: while ``head`` is still the head, nobody else appended, so neither the
-    Merkle frontier after it nor the key schedule can have changed."""
+    Merkle frontier after it nor the key schedule can have changed. ``alone``: that append found the head to
+    be this object's previous block (no other writer in between), so the next one is worth trying guarded."""
 
     head: Block
     frontier: list[bytes]
     key_id: str
+    alone: bool
 
 
 def _store_block(

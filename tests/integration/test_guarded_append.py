@@ -30,21 +30,57 @@ def test_another_writer_in_between(ledger_ws: Workspace, monkeypatch: pytest.Mon
     """The trusted head is stale: the guarded insert puts nothing in, and the append is redone on the real head."""
     mine, other = open_ledger(ledger_ws), open_ledger(ledger_ws)
     mine.append_event("note", {"i": 1})
-    theirs = other.append_event("note", {"i": 2})
-    guarded: list[bool] = []
+    mine.append_event("note", {"i": 2})  # found its own block as the head: the next append is tried guarded
+    theirs = other.append_event("note", {"i": 3})
+    attempts = _spy_attempts(monkeypatch)
+    block = mine.append_event("note", {"i": 4})
+    assert attempts == [(True, False), (False, True)]  # refused on the trusted head, then inserted the locked way
+    assert block.prev_hash == theirs.block_hash and block.height == 4
+    blocks = list(mine.blocks())
+    assert _linked(blocks) and mine.audit(files=FilesMode.NONE).clean
+
+
+def test_contention_waits_for_the_lock(ledger_ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once another writer got in between, the next appends wait for the lock instead of trying guarded (an attempt
+    that would be thrown away), until one finds that nobody else wrote since: then guarded appends resume."""
+    mine, other = open_ledger(ledger_ws), open_ledger(ledger_ws)
+    attempts = _spy_attempts(monkeypatch)
+    mine.append_event("note", {"i": 1})  # nothing trusted yet: locked
+    mine.append_event("note", {"i": 2})  # locked, and the head was its own block
+    mine.append_event("note", {"i": 3})  # guarded
+    assert attempts == [(False, True), (False, True), (True, True)]
+    attempts.clear()
+    other.append_event("note", {"i": 4})
+    mine.append_event("note", {"i": 5})  # guarded, refused, redone locked
+    other.append_event("note", {"i": 6})
+    mine.append_event("note", {"i": 7})  # someone wrote in between last time: straight to the lock
+    mine.append_event("note", {"i": 8})  # locked; nobody wrote since its last block
+    mine.append_event("note", {"i": 9})  # guarded again
+    assert attempts == [
+        (False, True),
+        (True, False),
+        (False, True),
+        (False, True),
+        (False, True),
+        (False, True),
+        (True, True),
+    ]
+    blocks = list(mine.blocks())
+    assert len(blocks) == 10 and _linked(blocks) and mine.audit(files=FilesMode.NONE).clean
+
+
+def _spy_attempts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bool, bool]]:
+    """Record every insert attempt as (guarded, inserted)."""
+    attempts: list[tuple[bool, bool]] = []
     real = Store.insert_appended
 
     def spy(connection: Any, block: Block, nodes: Any, version: Any = None, **kw: Any) -> bool:
         inserted = real(connection, block, nodes, version, **kw)
-        guarded.append(kw.get("guarded", False) and not inserted)
+        attempts.append((kw.get("guarded", False), inserted))
         return inserted
 
     monkeypatch.setattr(Store, "insert_appended", staticmethod(spy))
-    block = mine.append_event("note", {"i": 3})
-    assert guarded == [True, False]  # refused on the trusted head, then inserted the locked way
-    assert block.prev_hash == theirs.block_hash and block.height == 3
-    blocks = list(mine.blocks())
-    assert _linked(blocks) and mine.audit(files=FilesMode.NONE).clean
+    return attempts
 
 
 @pytest.mark.postgres
@@ -58,6 +94,7 @@ def test_raced_under_the_lock(pg_url: str, tmp_path: Path) -> None:
     models = tmp_path
     mine = Ledger.create(pg_url, models_dir=models, key=key)
     mine.append_event("note", {"i": 1})
+    mine.append_event("note", {"i": 2})  # its own block is the head: the next append is tried guarded
     other = Ledger.open(pg_url, models_dir=models, key=key)
     holding, release = threading.Event(), threading.Event()
 
@@ -95,7 +132,7 @@ def test_raced_under_the_lock(pg_url: str, tmp_path: Path) -> None:
     first.join(60)
     second.join(60)
     assert isinstance(results["other"], Block) and isinstance(results["mine"], Block), results
-    assert results["other"].height == 2 and results["mine"].height == 3
+    assert results["other"].height == 3 and results["mine"].height == 4
     assert results["mine"].prev_hash == results["other"].block_hash
     blocks = list(mine.blocks())
     assert _linked(blocks) and mine.audit(files=FilesMode.NONE).clean
