@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.report import Report, VersionEntry
 
 COLUMNS = (
@@ -56,7 +56,7 @@ def _row(v: VersionEntry) -> list[str]:
     ]
 
 
-class CsvFormatter:
+class CsvFormatter(Formatter):
     """RFC 4180 CSV (CRLF line ends, UTF-8) with a header row."""
 
     name = "csv"

@@ -11,7 +11,7 @@ import json
 import uuid
 from typing import Any
 
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.report import Report, VersionEntry, flatten
 
 SPEC_VERSION = "1.6"
@@ -155,7 +155,7 @@ def bom(report: Report) -> dict[str, Any]:
     }
 
 
-class CycloneDxFormatter:
+class CycloneDxFormatter(Formatter):
     """CycloneDX 1.6 JSON."""
 
     name = "cyclonedx"

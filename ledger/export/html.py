@@ -12,7 +12,7 @@ from html import escape
 from operator import attrgetter
 from typing import Any
 
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.report import AuditSummary, Report, VersionEntry, flatten, integrity_json
 
 INTEGRITY_ID = "ledger-integrity"
@@ -409,7 +409,7 @@ def _signoff(report: Report) -> str:
     )
 
 
-class HtmlFormatter:
+class HtmlFormatter(Formatter):
     """Self-contained HTML5 page."""
 
     name = "html"

@@ -12,7 +12,7 @@ import urllib.parse
 from typing import Any
 
 from ledger.export.dsse import IN_TOTO_PAYLOAD_TYPE, sign_envelope
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.report import Report, VersionEntry
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -97,7 +97,7 @@ def statement(report: Report, v: VersionEntry) -> dict[str, Any]:
     }
 
 
-class InTotoFormatter:
+class InTotoFormatter(Formatter):
     """DSSE-signed in-toto bundle (JSON Lines)."""
 
     name = "intoto"

@@ -6,17 +6,26 @@ import json
 
 import orjson
 
-from ledger.export.interface import RenderContext
-from ledger.export.report import Report, report_json
+from ledger.export.interface import Formatter, RenderContext
+from ledger.export.report import Draft, Report, chain_sections_json, report_json
 
 
-class JsonFormatter:
+class JsonFormatter(Formatter):
     """``ledger-export/v2`` JSON, compact, UTF-8."""
 
     name = "json"
     suffix = ".json"
     media_type = "application/json"
     signed = False
+
+    def prepare(self, draft: Draft) -> dict[str, orjson.Fragment] | None:
+        """The sections the chain gives (the version register, changes, lifecycle, retention: nearly all of the
+        document), encoded while the export-time audit runs; None when orjson cannot encode them (``render``
+        then encodes the whole document the standard way)."""
+        try:
+            return {name: orjson.Fragment(orjson.dumps(v)) for name, v in chain_sections_json(draft).items()}
+        except TypeError:
+            return None
 
     def render(self, report: Report, context: RenderContext) -> bytes:
         """The report document, compact (browsers and ``jq`` indent it for reading), encoded by orjson: the
@@ -26,8 +35,9 @@ class JsonFormatter:
         payloads are RFC 8785 JSON, and the export's audit reports the damage); the standard encoder writes
         those as valid JSON, escaping every non-ASCII character.
         """
-        document = report_json(report)
+        prepared = context.prepared if isinstance(context.prepared, dict) else None
         try:
-            return orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE)
+            return orjson.dumps(report_json(report, chain_sections=prepared), option=orjson.OPT_APPEND_NEWLINE)
         except TypeError:
+            document = report_json(report)
             return (json.dumps(document, separators=(",", ":"), allow_nan=False, check_circular=False) + "\n").encode()

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 
 from ledger.export.html import render_html
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.report import Report, integrity_json
 
 ATTACHMENT_NAME = "ledger-integrity.json"
 
 
-class PdfFormatter:
+class PdfFormatter(Formatter):
     """PDF/A-3b, A4 landscape, with ``ledger-integrity.json`` embedded."""
 
     name = "pdf"

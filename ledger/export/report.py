@@ -989,28 +989,16 @@ def _version_json(v: VersionEntry, breaches: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def report_json(report: Report) -> dict[str, Any]:
-    """The report as the documented JSON document (``ledger/schemas/export-report.schema.json``)."""
-    ev = report.evaluation
-    r = report.retention
+def chain_sections_json(sections: Draft | Report) -> dict[str, Any]:
+    """The parts of the JSON document the chain's blocks alone give (``versions`` to ``retention``), which an
+    export can encode while its audit still runs."""
+    ev = sections.evaluation
+    r = sections.retention
     breached: dict[str, list[str]] = {}
     for b in ev.breaches:
         breached.setdefault(b.version, []).append(b.metric)
     return {
-        "schema": report.schema,
-        "generated": report.generated,
-        "tool": report.tool,
-        "scope": {
-            "ledger_id": report.integrity.ledger_id,
-            "origin": report.integrity.origin,
-            "models": list(report.scope.models),
-            "first": report.scope.first,
-            "last": report.scope.last,
-            "count": report.scope.count,
-            "selection": report.scope.selection.to_json(),
-        },
-        "integrity": integrity_json(report),
-        "versions": [_version_json(v, breached.get(v.name, ())) for v in report.versions],
+        "versions": [_version_json(v, breached.get(v.name, ())) for v in sections.versions],
         "config_changes": [
             {
                 "model": d.model,
@@ -1020,7 +1008,7 @@ def report_json(report: Report) -> dict[str, Any]:
                     {"key": c.key, "change": c.change, "before": c.before, "after": c.after} for c in d.changes
                 ],
             }
-            for d in report.diffs
+            for d in sections.diffs
         ],
         "evaluation": {
             "metrics": list(ev.metrics),
@@ -1048,7 +1036,7 @@ def report_json(report: Report) -> dict[str, Any]:
                 "version": e.version,
                 "payload": dict(e.payload),
             }
-            for e in report.events
+            for e in sections.events
         ],
         "retention": {
             "configured": [
@@ -1093,6 +1081,27 @@ def report_json(report: Report) -> dict[str, Any]:
             "versions": [{"version": s.version, "state": s.state, "locations": list(s.locations)} for s in r.states],
             "statements": list(r.statements),
         },
+    }
+
+
+def report_json(report: Report, *, chain_sections: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The report as the documented JSON document (``ledger/schemas/export-report.schema.json``);
+    ``chain_sections`` stands in for ``chain_sections_json(report)`` where the caller has encoded them already."""
+    return {
+        "schema": report.schema,
+        "generated": report.generated,
+        "tool": report.tool,
+        "scope": {
+            "ledger_id": report.integrity.ledger_id,
+            "origin": report.integrity.origin,
+            "models": list(report.scope.models),
+            "first": report.scope.first,
+            "last": report.scope.last,
+            "count": report.scope.count,
+            "selection": report.scope.selection.to_json(),
+        },
+        "integrity": integrity_json(report),
+        **(chain_sections_json(report) if chain_sections is None else chain_sections),
         "findings": [
             {
                 "height": f.height,

@@ -21,7 +21,7 @@ from ledger import background
 from ledger.audit import AuditReport, FilesMode
 from ledger.block import Block
 from ledger.errors import InputError, LedgerError
-from ledger.export.interface import RenderContext
+from ledger.export.interface import Formatter, RenderContext
 from ledger.export.registry import formatter
 from ledger.export.report import (
     Context,
@@ -78,12 +78,13 @@ def verify_command(db_url: str, file_name: str) -> str:
     return f"ledger --db {shlex.quote(safe)} verify-export {shlex.quote(file_name)}"
 
 
-def build(ledger: Ledger, request: ExportRequest) -> Report:
-    """Audit the ledger, sign a checkpoint at its head and build the report for ``request``.
+def build(ledger: Ledger, request: ExportRequest, chosen: Formatter) -> tuple[Report, object]:
+    """Audit the ledger, sign a checkpoint at its head and build the report for ``request``, with what
+    ``chosen.prepare`` made of its sections.
 
     The audit runs in a forked process (``ledger.background``) while this one builds the report's sections
-    from the same blocks; should a block be appended in between, the sections are built again up to the head
-    the audit saw, so the report covers exactly the audited chain.
+    from the same blocks and prepares their rendering; should a block be appended in between, both are done
+    again up to the head the audit saw, so the report covers exactly the audited chain.
     """
     from ledger.api import NodesOf
     from ledger.export.attest import sign_checkpoint
@@ -91,9 +92,11 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
     key = ledger.key  # exporting signs a checkpoint and appends a block: fail early without a key
     with background.forked(functools.partial(_audit, ledger, request)) as pending:
         draft = _draft(ledger, request, ledger.head().height)
+        prepared = chosen.prepare(draft)
         audit = pending.result()
     if draft.head_height != audit.head_height:
         draft = _draft(ledger, request, audit.head_height)
+        prepared = chosen.prepare(draft)
     with ledger.store.reading() as connection:
         checkpoint = sign_checkpoint(
             NodesOf(connection),
@@ -111,7 +114,7 @@ def build(ledger: Ledger, request: ExportRequest) -> Report:
         signing_key_id=key.key_id,
         checkpoint=checkpoint,
     )
-    return finish_report(draft, audit, context)
+    return finish_report(draft, audit, context), prepared
 
 
 def _audit(ledger: Ledger, request: ExportRequest) -> AuditReport:
@@ -167,8 +170,8 @@ def produce(ledger: Ledger, request: ExportRequest) -> Produced:
     """Build and render an export (nothing is written or appended yet)."""
     chosen = formatter(request.format)
     with _collector_paused():
-        report = build(ledger, request)
-        data = chosen.render(report, RenderContext(key=ledger.key))
+        report, prepared = build(ledger, request, chosen)
+        data = chosen.render(report, RenderContext(key=ledger.key, prepared=prepared))
     selection = {
         **request.selection.to_json(),
         "thresholds": [str(t) for t in request.thresholds],

@@ -27,6 +27,7 @@ from ledger.export.report import (
     Selection,
     Threshold,
     build_report,
+    draft_report,
     report_json,
 )
 from ledger.export.service import merge_thresholds
@@ -460,6 +461,7 @@ def test_json_export_of_values_only_a_damaged_ledger_holds() -> None:
     damaged = damaged.replace(b'"OneSeek-Training-Pipeline"', b'"\\ud800"')
     assert damaged.count(str(2**70).encode()) == 1 and b"\\ud800" in damaged
     blocks[2] = dataclasses.replace(blocks[2], payload=damaged)
+    assert formatter("json").prepare(draft_report(blocks, selection=Selection(), thresholds=())) is None
     data = formatter("json").render(build(blocks), RenderContext(KEY))
     assert data.isascii() and data.endswith(b"}\n")
     document = json.loads(data, parse_constant=lambda token: pytest.fail(f"{token} in the export"))
@@ -467,6 +469,26 @@ def test_json_export_of_values_only_a_damaged_ledger_holds() -> None:
     assert second["training_config"]["batch_size"] == 2**70 and second["trainer"] == "\ud800"
     clean = formatter("json").render(build(chain(*versions(2))), RenderContext(KEY))
     assert json.loads(clean)["versions"][1]["training_config"]["batch_size"] == 32
+
+
+def test_json_sections_encoded_while_the_audit_runs_render_the_same_bytes() -> None:
+    """``prepare`` encodes the chain's sections from the draft before the audit's result is in; the file must be
+    byte for byte the one rendered from the finished report alone (breaches, lifecycle and retention included)."""
+    blocks = chain(*versions(3), _backup("oneseek-7b-zero-v1.0", "file:///b", 10), _prune("oneseek-7b-zero-v1.0", {}))
+    thresholds = (Threshold.parse("validation_accuracy=0.99"),)
+    report = build(blocks, thresholds=thresholds)
+    json_format = formatter("json")
+    prepared = json_format.prepare(draft_report(blocks, selection=Selection(), thresholds=thresholds))
+    assert isinstance(prepared, dict) and "versions" in prepared
+    assert report.evaluation.breaches and report.events and report.retention.backups
+    data = json_format.render(report, RenderContext(KEY, prepared))
+    assert data == json_format.render(report, RenderContext(KEY))
+    assert json.loads(data) == json.loads(json.dumps(report_json(report)))
+    assert all(
+        f.prepare(draft_report(blocks, selection=Selection(), thresholds=())) is None
+        for n, f in FORMATS.items()
+        if n != "json"
+    )
 
 
 def test_version_payloads_the_audit_decoded_are_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
