@@ -82,12 +82,19 @@ def test_a_refused_insert_raises_sqlalchemys_error_and_leaves_the_head(ledger_ws
 
 def test_a_busy_database_is_retried_on_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``database is locked`` from the driver-level BEGIN IMMEDIATE is retried, not raised: another writer
-    holds the lock, and the pooled connection waits no time of its own (busy_timeout 0)."""
+    holds the lock, and the ledger's write connection waits no time of its own (busy_timeout 0; it is the
+    connection the store keeps for this thread's writes, not one from the pool, else each attempt would wait
+    out the 60 s default)."""
     from ledger.signing import SigningKey
 
     ledger = Ledger.create(f"sqlite:///{tmp_path / 'ledger.db'}", models_dir=tmp_path, key=SigningKey.generate())
-    with ledger.store.engine.connect() as connection:
-        connection.connection.driver_connection.execute("PRAGMA busy_timeout = 0")  # type: ignore[union-attr]
+
+    def no_busy_wait(connection: sqlalchemy.Connection) -> int:
+        driver = connection.connection.driver_connection
+        driver.execute("PRAGMA busy_timeout = 0")  # type: ignore[union-attr]
+        return int(driver.execute("PRAGMA busy_timeout").fetchone()[0])  # type: ignore[union-attr]
+
+    assert ledger.store.write(no_busy_wait) == 0
     holder = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     sleeps: list[float] = []
