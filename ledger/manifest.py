@@ -10,7 +10,7 @@ import stat
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ledger.canonical import canonical
@@ -109,36 +109,40 @@ def _entry_from_json(index: int, item: object) -> ManifestEntry:
     return ManifestEntry(path, size, sha256, blake3)
 
 
-def _walk(directory: Path) -> list[tuple[str, Path]]:
-    """Every regular file below ``directory`` as (relative POSIX path, path); refuse anything else."""
-    found: list[tuple[str, Path]] = []
-    stack: list[tuple[PurePosixPath, Path]] = [(PurePosixPath(), directory)]
+def _walk(directory: Path) -> list[tuple[str, str]]:
+    """Every regular file below ``directory`` as (relative POSIX path, path); refuse anything else.
+
+    Strings, not pathlib objects: for an adapter of thousands of small files, building two paths per entry
+    cost more than the entry's ``lstat`` (the walk was a quarter of hashing the directory)."""
+    found: list[tuple[str, str]] = []
+    stack: list[tuple[str, str]] = [("", os.fspath(directory))]
     while stack:
-        relative_dir, current = stack.pop()
+        prefix, current = stack.pop()
         try:
             with os.scandir(current) as scan:
                 entries = list(scan)
         except OSError as exc:
             raise FileInputError(f"cannot list {display_path(current)}: {os_reason(exc)}") from None
         for entry in entries:
-            shown = display_path(entry.path)
             try:
                 entry.name.encode("utf-8")
             except UnicodeEncodeError:
-                raise UnsafePathError(f"file name {shown} is not valid UTF-8") from None
+                raise UnsafePathError(f"file name {display_path(entry.path)} is not valid UTF-8") from None
             try:
                 mode = entry.stat(follow_symlinks=False).st_mode
             except OSError as exc:
-                raise FileInputError(f"cannot read {shown}: {os_reason(exc)}") from None
-            relative = relative_dir / entry.name
+                raise FileInputError(f"cannot read {display_path(entry.path)}: {os_reason(exc)}") from None
+            relative = prefix + entry.name
             if stat.S_ISDIR(mode):
-                stack.append((relative, Path(entry.path)))
+                stack.append((relative + "/", entry.path))
             elif stat.S_ISREG(mode):
-                found.append((relative.as_posix(), Path(entry.path)))
+                found.append((relative, entry.path))
             elif stat.S_ISLNK(mode):
-                raise UnsafePathError(f"{shown} is a symbolic link; manifests record regular files only")
+                raise UnsafePathError(
+                    f"{display_path(entry.path)} is a symbolic link; manifests record regular files only"
+                )
             else:
-                raise UnsafePathError(f"{shown} is a special file (FIFO, socket or device); refused")
+                raise UnsafePathError(f"{display_path(entry.path)} is a special file (FIFO, socket or device); refused")
     return found
 
 
@@ -155,7 +159,7 @@ def _directory(directory: Path) -> Path:
     return directory
 
 
-def _each(work: Callable[[tuple[str, Path]], T], files: list[tuple[str, Path]], workers: int | None) -> list[T]:
+def _each(work: Callable[[tuple[str, str]], T], files: list[tuple[str, str]], workers: int | None) -> list[T]:
     """``work`` over the files, in parallel threads (the hashers release the GIL), results in order."""
     if len(files) <= 1:
         return list(map(work, files))
@@ -173,7 +177,7 @@ def hash_directory(
     ``progress(n)`` is told the bytes hashed (from the hashing threads).
     """
 
-    def one(item: tuple[str, Path]) -> ManifestEntry:
+    def one(item: tuple[str, str]) -> ManifestEntry:
         relative, path = item
         digest = hash_file(path, follow_symlinks=False, progress=progress)
         return ManifestEntry(relative, digest.size, digest.sha256, digest.blake3)
@@ -208,7 +212,7 @@ def verify_directory(
     path>``). Order: by the UTF-8 bytes of the path. ``progress(n)`` is called with the bytes of each file.
     """
 
-    def one(item: tuple[str, Path]) -> tuple[str, tuple[int, str]]:
+    def one(item: tuple[str, str]) -> tuple[str, tuple[int, str]]:
         relative, path = item
         return relative, blake3_file(path, follow_symlinks=False, progress=progress)
 
