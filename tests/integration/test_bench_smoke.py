@@ -27,9 +27,9 @@ def test_smoke_runs_every_figure(tmp_path: Path) -> None:
     assert data["schema"] == "ledger-bench/v1" and data["smoke"] is True
     figures = {f["name"]: f for f in data["figures"]}
     expected = {
-        "help", "digest", "append-file", "append-sqlite", "append-concurrent-sqlite", "audit-vs-model-signing",
-        "audit-vs-blake3", "audit-files-in-process", "audit-vs-sha256sum", "adapter-hashing", "save-version",
-        "save-version-vs-durable", "save-version-vs-sha256",
+        "help", "digest", "append-file", "append-sqlite", "append-sqlite-floor", "append-concurrent-sqlite",
+        "audit-vs-model-signing", "audit-vs-blake3", "audit-files-in-process", "audit-vs-sha256sum", "adapter-hashing",
+        "save-version", "save-version-vs-durable", "save-version-vs-sha256", "save-durable-floor",
         "chain-audit", "inclusion-proof", "incremental-audit", "export-html", "export-json", "export-html-full-audit",
         "export-json-full-audit", "backup-s3", "prune-dry-run",
     }  # fmt: skip
