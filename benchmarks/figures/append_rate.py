@@ -68,31 +68,37 @@ def _floor_sqlite(ctx: Context, source: Any, count: int, run: int) -> float:
     (same migrations, same pragmas) by raw sqlite3, each with one Ed25519 signature: the rows, indexes, Merkle
     nodes and signing every append needs, without canonicalising, hashing or any Python of the ledger's."""
     import sqlite3
+    from dataclasses import astuple, fields
 
+    from ledger import merkle
+    from ledger.block import Block
     from ledger.signing import SigningKey
-    from ledger.store import Store, driver_sql
+    from ledger.store import Store
 
     with source.store.reading() as connection:
-        blocks = list(Store.blocks(connection, 1, count + 1))
-        found = connection.exec_driver_sql(driver_sql(connection, "SELECT level, idx, hash FROM merkle_nodes"))
-        nodes: dict[int, list[tuple[int, int, bytes]]] = {}
-        for level, idx, digest in found:
-            nodes.setdefault(((idx + 1) << level) - 1, []).append((level, idx, bytes(digest)))
+        blocks = list(Store.blocks(connection, 0, count + 1))
+    nodes: list[list[tuple[int, int, bytes]]] = []
+    frontier: list[bytes] = []
+    for block in blocks:  # the nodes each append inserted, computed as the ledger computes them
+        completed, frontier = merkle.completed_nodes(
+            block.height, merkle.leaf_hash(bytes.fromhex(block.block_hash)), frontier
+        )
+        nodes.append(completed)
     target = make_bench(ctx, f"append-floor-{run}")
     target.create().store.engine.dispose()
     key = SigningKey.generate()
     connection = sqlite3.connect(target.db_url.removeprefix("sqlite:///"), isolation_level=None)
     connection.execute("PRAGMA synchronous = FULL")
     connection.execute("PRAGMA foreign_keys = ON")
-    columns = "format, height, prev_hash, timestamp, kind, payload, payload_hash, key_id, block_hash, signature"
-    insert = f"INSERT INTO blocks ({columns}) VALUES ({', '.join('?' * 10)})"
-    rows = [(b.format, b.height, b.prev_hash, b.timestamp, b.kind, b.payload, b.payload_hash, b.key_id) for b in blocks]
+    names = [field.name for field in fields(Block)]  # the blocks table's columns, signature last
+    insert = f"INSERT INTO blocks ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    rows = [astuple(block)[:-1] for block in blocks]
     start = time.perf_counter()
-    for row, block in zip(rows, blocks, strict=True):
-        signature = key.sign(bytes.fromhex(block.block_hash))
+    for row, completed in zip(rows[1:], nodes[1:], strict=True):  # the new ledger has its own genesis
+        signature = key.sign(bytes.fromhex(row[-1]))
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute(insert, (*row, block.block_hash, signature))
-        connection.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes[block.height])
+        connection.execute(insert, (*row, signature))
+        connection.executemany("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)", completed)
         connection.execute("COMMIT")
     elapsed = time.perf_counter() - start
     connection.close()
