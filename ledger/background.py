@@ -5,8 +5,10 @@ versions; on a machine with two cores the audit runs on the second. Only where `
 than one core is usable and the process runs a single thread (a child forked from a threaded process can
 inherit a lock another thread held, and wait for it forever); anywhere else the function simply runs in the
 caller, first, with the same result. The child must not use the parent's database connections (open its
-own: ``Ledger.reopened``), writes its result or exception to a pipe and ends with ``os._exit``, so none of
-the parent's clean-up (closing connections, flushing buffers) runs twice.
+own: ``Ledger.reopened``), writes its result or ledger error to a pipe and ends with ``os._exit``, so none of
+the parent's clean-up (closing connections, flushing buffers) runs twice. Only ``LedgerError``s travel back:
+any other exception is a bug, which ends the child without a result (a ``StorageError`` here) or, run in the
+caller, propagates as itself.
 """
 
 from __future__ import annotations
@@ -115,14 +117,14 @@ def _send(fd: int, data: bytes) -> None:
 def _run(fn: Callable[[], T]) -> tuple[bool, object]:
     try:
         return True, fn()
-    except Exception as exc:  # noqa: BLE001  (handed to the caller, who raises it)
+    except errors.LedgerError as exc:  # handed to the caller, who raises it
         return False, exc
 
 
 def _portable(outcome: tuple[bool, object]) -> tuple[bool, object]:
-    """``outcome`` as the child sends it: an exception carries the child's traceback as a note, and is sent as
+    """``outcome`` as the child sends it: a ledger error carries the child's traceback as a note, and is sent as
     itself when it survives pickling, else as the nearest ledger error class that does (so the exit code stays
-    right), else as a ``RuntimeError`` naming it."""
+    right; ``LedgerError`` itself always does)."""
     ok, value = outcome
     if ok or not isinstance(value, BaseException):
         return outcome
@@ -136,12 +138,11 @@ def _portable(outcome: tuple[bool, object]) -> tuple[bool, object]:
                 plainer.append(cls(str(value)))
             except TypeError:  # another constructor: try its base class
                 continue
-    plainer.append(RuntimeError(f"{type(value).__name__}: {value}"))
     for exc in plainer:
         exc.__notes__ = list(getattr(value, "__notes__", []))
         if _survives_pickling(exc):
             return False, exc
-    raise AssertionError("unreachable: a RuntimeError with text notes always pickles")  # pragma: no cover
+    raise AssertionError("unreachable: a LedgerError with text notes always pickles")  # pragma: no cover
 
 
 def _survives_pickling(exc: BaseException) -> bool:

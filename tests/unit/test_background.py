@@ -50,8 +50,8 @@ def test_an_error_that_cannot_be_rebuilt_comes_back_as_its_nearest_ledger_class(
     assert type(caught.value) is InputError
 
 
-def test_an_unpicklable_error_comes_back_as_a_runtime_error_naming_it() -> None:
-    class Odd(Exception):
+def test_an_unpicklable_ledger_error_comes_back_as_its_nearest_ledger_class() -> None:
+    class Odd(SelectionError):
         def __init__(self) -> None:
             super().__init__("odd failure")
             self.lock = threading.Lock()
@@ -59,7 +59,18 @@ def test_an_unpicklable_error_comes_back_as_a_runtime_error_naming_it() -> None:
     def fail() -> None:
         raise Odd()
 
-    with pytest.raises(RuntimeError, match="Odd: odd failure"):
+    with pytest.raises(SelectionError, match="odd failure") as caught:
+        _result(fail)
+    assert type(caught.value) is SelectionError
+
+
+def test_an_unexpected_exception_in_the_child_is_no_result_not_a_ledger_error() -> None:
+    """Only ledger errors travel back: anything else is a bug, and the child ends without a result."""
+
+    def fail() -> None:
+        raise ZeroDivisionError("a bug")
+
+    with pytest.raises(StorageError, match=r"without a result \(exit status 1\)"):
         _result(fail)
 
 
@@ -107,6 +118,8 @@ def test_a_threaded_process_runs_the_function_itself(monkeypatch: pytest.MonkeyP
         assert _result(os.getpid) == os.getpid()
         with pytest.raises(SelectionError):
             _result(lambda: (_ for _ in ()).throw(SelectionError("nothing")))
+        with pytest.raises(ZeroDivisionError):  # run in the caller, an unexpected exception is itself
+            _result(lambda: (_ for _ in ()).throw(ZeroDivisionError("a bug")))
     finally:
         stop.set()
         helper.join()
