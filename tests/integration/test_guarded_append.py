@@ -121,7 +121,10 @@ def test_raced_under_the_lock(pg_url: str, tmp_path: Path) -> None:
         waiting = 0
         for _ in range(600):  # until the guarded statement is queued behind the lock
             waiting = connection.execute(
-                sqlalchemy.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                sqlalchemy.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND database = "
+                    "(SELECT oid FROM pg_database WHERE datname = current_database())"  # not other tests' ledgers
+                )
             ).scalar_one()
             if waiting:
                 break
