@@ -25,6 +25,7 @@ from ledger.canonical import canonical, decode
 from ledger.chain import GENESIS, KEY, payload_of
 from ledger.errors import (
     AlreadyExistsError,
+    CommitUnknownError,
     IndexMismatchError,
     KeyFileError,
     NotFoundError,
@@ -444,6 +445,7 @@ class Ledger:
         key = self.key
         last = self._last if self._last is not None and self._last.key_id == key.key_id else None
         outcomes: list[tuple[list[bytes], bool]] = []
+        sealed: list[Block] = []
 
         def write(connection: Connection, trusted: Block | None) -> Block | None:
             head = trusted if trusted is not None else Store.head(connection)
@@ -461,6 +463,7 @@ class Ledger:
                 payload=payload,
                 key=key,
             )
+            sealed.append(block)
             frontier = _store_block(connection, block, index, known, guarded=trusted is not None)
             if frontier is None:
                 return None
@@ -471,18 +474,41 @@ class Ledger:
         block = None
         if last is not None and last.alone and pure:
             trusted = last.head
-            with contextlib.suppress(IntegrityError):  # another writer's block took the height first
-                block = self.store.write(lambda connection: write(connection, trusted), lock=False)
+            try:
+                with contextlib.suppress(IntegrityError):  # another writer's block took the height first
+                    block = self.store.write(lambda connection: write(connection, trusted), one_statement=True)
+            except CommitUnknownError as unknown:
+                if sealed and self._landed(sealed[-1], unknown):
+                    self._last = None  # the frontier after it was not kept: the next append reads it
+                    return sealed[-1]
         if block is None:
             try:
                 block = self.store.write(lambda connection: write(connection, None))
             except IntegrityError as exc:
                 raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
+            except CommitUnknownError as unknown:
+                if not (sealed and self._landed(sealed[-1], unknown)):
+                    raise StorageError(
+                        f"connection lost while committing ({unknown.reason}); nothing was recorded"
+                    ) from unknown
+                self._last = None
+                return sealed[-1]
             assert block is not None
         # a key block changes the schedule: the next append re-reads it
         frontier, alone = outcomes[-1]
         self._last = None if kind == KEY else _LastAppend(block, frontier, key.key_id, alone)
         return block
+
+    def _landed(self, block: Block, unknown: CommitUnknownError) -> bool:
+        """Whether ``block``, whose connection was lost while it committed, is in the ledger: read back on a new
+        connection (heights are unique, so its height holds it or another block). ``unknown`` is raised again
+        when that read fails as well."""
+        try:
+            with self.store.reading() as connection:
+                found = Store.block_at(connection, block.height)
+        except StorageError:
+            raise unknown from None
+        return found is not None and found.block_hash == block.block_hash
 
 
 @dataclass(frozen=True, slots=True)

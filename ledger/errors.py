@@ -86,6 +86,20 @@ class StorageError(EnvironmentProblem):
     """The database is unreachable, read-only, full, or not a ledger."""
 
 
+class CommitUnknownError(StorageError):
+    """The connection was lost while a write committed, so it may or may not have happened; ``reason`` says how."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"connection lost while committing ({reason}): the write may or may not have happened; "
+            "check with `ledger log` before retrying"
+        )
+
+    def __reduce__(self) -> tuple[type[CommitUnknownError], tuple[str]]:
+        return type(self), (self.reason,)
+
+
 class KeyFileError(EnvironmentProblem):
     """The signing key is missing, unreadable, too widely readable, or its passphrase is wrong."""
 

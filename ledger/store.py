@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from ledger.block import Block
-from ledger.errors import InputError, StorageError
+from ledger.errors import CommitUnknownError, InputError, StorageError
 from ledger.tables import BlockRow, CheckpointRow, MerkleNodeRow, VersionIndexRow
 
 T = TypeVar("T")
@@ -136,21 +136,25 @@ class Store:
         except OperationalError as exc:
             raise StorageError(f"database error: {describe(exc)}") from exc
 
-    def write(self, work: Callable[[Connection], T], *, lock: bool = True) -> T:
+    def write(self, work: Callable[[Connection], T], *, one_statement: bool = False) -> T:
         """Run ``work`` in a serialised write transaction, retrying busy or serialisation failures.
 
         ``work`` must be safe to run again: the transaction it ran in was rolled back. A connection lost
         while ``work`` runs (server restart, ``pg_terminate_backend``) is retried too: nothing was committed.
-        One lost during COMMIT is not, since the commit may have happened; the error says so. ``lock=False``
-        leaves PostgreSQL's advisory lock to ``work`` (the guarded append takes it inside its one statement).
+        One lost during COMMIT is not, since the commit may have happened: ``CommitUnknownError`` says so.
+        ``one_statement``: on PostgreSQL ``work`` writes with one statement that takes the advisory lock itself
+        (the guarded append), so it runs in autocommit mode and that statement commits itself: one round trip
+        instead of three (BEGIN, the statement, COMMIT). A connection lost while it runs leaves the outcome
+        unknown, as one lost during COMMIT does. SQLite runs such ``work`` in its usual transaction.
         """
+        autocommit = one_statement and self.dialect == "postgresql"
         for attempt in range(_RETRIES):
             before_commit = False
             try:
-                connection = self._writer()
+                connection = self._writer(autocommit=autocommit)
                 with connection.begin():
-                    before_commit = True
-                    if lock and self.dialect == "postgresql":
+                    before_commit = not autocommit
+                    if not one_statement and self.dialect == "postgresql":
                         _run(connection, _LOCK_SQL)
                     result = work(connection)
                     before_commit = False
@@ -161,24 +165,26 @@ class Store:
                 dropped = exc.connection_invalidated
                 if not (_retryable(exc) or (dropped and before_commit)) or attempt == _RETRIES - 1:
                     if dropped and not before_commit:
-                        raise StorageError(
-                            f"connection lost while committing ({describe(exc)}): the write may or may not have "
-                            "happened; check with `ledger log` before retrying"
-                        ) from exc
+                        raise CommitUnknownError(describe(exc)) from exc
                     raise StorageError(f"database write failed: {describe(exc)}") from exc
                 time.sleep(min(2.0, 0.01 * 2**attempt) * (0.5 + random.random()))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _writer(self) -> Connection:
-        """This thread's write connection, kept between writes: checking one out of the pool for every append
-        (and, on PostgreSQL, pinging the server first) cost more than the append's own statements. A dropped
-        connection is invalidated by the rollback after the statement that found it, and replaced here."""
-        connection: Connection | None = getattr(self._local, "writer", None)
+    def _writer(self, *, autocommit: bool = False) -> Connection:
+        """This thread's write connection (``autocommit``: its autocommit one, PostgreSQL's one-statement writes),
+        kept between writes: checking one out of the pool for every append (and, on PostgreSQL, pinging the
+        server first) cost more than the append's own statements. A dropped connection is invalidated by the
+        rollback after the statement that found it, and replaced here."""
+        name = "autocommit_writer" if autocommit else "writer"
+        connection: Connection | None = getattr(self._local, name, None)
         if connection is None or connection.invalidated or connection.closed:
             if connection is not None:
                 connection.close()
-            connection = self.engine.connect().execution_options(**{_WRITE: True})
-            self._local.writer = connection
+            options: dict[str, Any] = {_WRITE: True}
+            if autocommit:
+                options["isolation_level"] = "AUTOCOMMIT"
+            connection = self.engine.connect().execution_options(**options)
+            setattr(self._local, name, connection)
         return connection
 
     # --- block rows ---------------------------------------------------------------------------
