@@ -99,6 +99,7 @@ class Ledger:
         self._key = key
         self.genesis = genesis
         self._last: _LastAppend | None = None
+        self._schedule: tuple[KeySchedule, int] | None = None  # the key schedule, and the height it was read to
         self.ledger_id, self.origin = _identity(genesis)
 
     # --- construction -------------------------------------------------------------------------
@@ -452,8 +453,7 @@ class Ledger:
             assert head is not None
             known = last.frontier if last is not None and last.head.block_hash == head.block_hash else None
             if known is None:
-                schedule = schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY)))
-                schedule.require_active(key.key_id, head.height + 1)
+                self._schedule_through(connection, head.height).require_active(key.key_id, head.height + 1)
             payload, index = build(connection, head)
             block = seal(
                 height=head.height + 1,
@@ -498,6 +498,16 @@ class Ledger:
         frontier, alone = outcomes[-1]
         self._last = None if kind == KEY else _LastAppend(block, frontier, key.key_id, alone)
         return block
+
+    def _schedule_through(self, connection: Connection, height: int) -> KeySchedule:
+        """The key schedule of the blocks up to ``height`` (the head, under the write lock): the genesis and key
+        blocks are read once, later only those above the height read last, since blocks are never changed."""
+        known, read = self._schedule if self._schedule is not None else (KeySchedule(()), -1)
+        if read < height:
+            added = schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY), above=read))
+            known, read = KeySchedule(known.events + added.events), height
+            self._schedule = known, read
+        return known
 
     def _landed(self, block: Block, unknown: CommitUnknownError) -> bool:
         """Whether ``block``, whose connection was lost while it committed, is in the ledger: read back on a new

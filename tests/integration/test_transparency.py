@@ -658,6 +658,27 @@ def test_key_rotation(ledger_ws: Workspace, witness_url: str) -> None:
     assert first(audit(ledger, ledger_ws, witness_url)) == (forged.height, FindingClass.SIGNATURE)
 
 
+def test_rotation_by_another_writer_retires_the_key_of_a_ledger_object_that_read_the_schedule(
+    ledger_ws: Workspace,
+) -> None:
+    """A ledger object reads the key schedule once and later only the blocks above what it read: a rotation that
+    another object (another pipeline) appends in between must still retire the key this one signs with."""
+    from ledger.rotation import rotate
+
+    mine, theirs = open_ledger(ledger_ws), open_ledger(ledger_ws)
+    mine.append_event("event", {"n": 1})  # reads the schedule up to its head
+    mine.append_event("event", {"n": 2})
+    theirs.append_event("event", {"n": 3})
+    mine.append_event("event", {"n": 4})  # another writer got in between: locked, schedule read above height 2
+    new = SigningKey.generate()
+    rotate(theirs, new, reason="scheduled")
+    with pytest.raises(KeyFileError, match="retired"):
+        mine.append_event("event", {"n": "stale"})
+    mine.use_key(new)
+    assert mine.append_event("event", {"n": 5}).key_id == new.key_id
+    assert mine.audit(files=FilesMode.NONE).clean
+
+
 def test_checkpoint_signed_by_retired_key(ledger_ws: Workspace, witness_url: str) -> None:
     from ledger.note import Checkpoint, SignedCheckpoint
     from ledger.rotation import rotate
