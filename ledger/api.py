@@ -99,7 +99,7 @@ class Ledger:
         self._key = key
         self.genesis = genesis
         self._last: _LastAppend | None = None
-        self._schedule: tuple[KeySchedule, int] | None = None  # the key schedule, and the height it was read to
+        self._schedule = (KeySchedule(()), -1)  # the key schedule, and the height it was read to
         self.ledger_id, self.origin = _identity(genesis)
 
     # --- construction -------------------------------------------------------------------------
@@ -478,21 +478,21 @@ class Ledger:
                 with contextlib.suppress(IntegrityError):  # another writer's block took the height first
                     block = self.store.write(lambda connection: write(connection, trusted), one_statement=True)
             except CommitUnknownError as unknown:
-                if sealed and self._landed(sealed[-1], unknown):
-                    self._last = None  # the frontier after it was not kept: the next append reads it
-                    return sealed[-1]
+                landed = self._landed(sealed, unknown)
+                if landed is not None:
+                    return landed
         if block is None:
             try:
                 block = self.store.write(lambda connection: write(connection, None))
             except IntegrityError as exc:
                 raise VersionOrderError(f"another writer recorded this first: {describe(exc)}") from exc
             except CommitUnknownError as unknown:
-                if not (sealed and self._landed(sealed[-1], unknown)):
+                landed = self._landed(sealed, unknown)
+                if landed is None:
                     raise StorageError(
                         f"connection lost while committing ({unknown.reason}); nothing was recorded"
                     ) from unknown
-                self._last = None
-                return sealed[-1]
+                return landed
             assert block is not None
         # a key block changes the schedule: the next append re-reads it
         frontier, alone = outcomes[-1]
@@ -502,23 +502,30 @@ class Ledger:
     def _schedule_through(self, connection: Connection, height: int) -> KeySchedule:
         """The key schedule of the blocks up to ``height`` (the head, under the write lock): the genesis and key
         blocks are read once, later only those above the height read last, since blocks are never changed."""
-        known, read = self._schedule if self._schedule is not None else (KeySchedule(()), -1)
+        known, read = self._schedule
         if read < height:
             added = schedule_of(Store.blocks_of_kind(connection, (GENESIS, KEY), above=read))
             known, read = KeySchedule(known.events + added.events), height
             self._schedule = known, read
         return known
 
-    def _landed(self, block: Block, unknown: CommitUnknownError) -> bool:
-        """Whether ``block``, whose connection was lost while it committed, is in the ledger: read back on a new
-        connection (heights are unique, so its height holds it or another block). ``unknown`` is raised again
-        when that read fails as well."""
+    def _landed(self, sealed: list[Block], unknown: CommitUnknownError) -> Block | None:
+        """The last block sealed (``sealed[-1]``), whose connection was lost while it committed, if it is in the
+        ledger: read back on a new connection (heights are unique, so its height holds it or another block).
+        ``unknown`` is raised again when that read fails as well. Once landed, the frontier after it was not
+        kept: the next append reads it."""
+        if not sealed:
+            return None
+        block = sealed[-1]
         try:
             with self.store.reading() as connection:
                 found = Store.block_at(connection, block.height)
         except StorageError:
             raise unknown from None
-        return found is not None and found.block_hash == block.block_hash
+        if found is None or found.block_hash != block.block_hash:
+            return None
+        self._last = None
+        return block
 
 
 @dataclass(frozen=True, slots=True)

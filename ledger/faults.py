@@ -16,7 +16,7 @@ CRASH_ENV = "LEDGER_TEST_CRASH_AT"
 #: Every point the library can crash at, in the order an append passes them.
 POINTS = (
     "append:hashed",  # files hashed, nothing written yet
-    "commit:inserted",  # block and Merkle nodes inserted, not committed (PostgreSQL's guarded append has)
+    "commit:inserted",  # block and Merkle nodes inserted, not committed (PostgreSQL's guarded append: committed)
     "commit:done",  # block committed, metadata file not yet updated
     "atomic:written",  # temporary file written and synced, not yet renamed over the target
     "atomic:renamed",  # renamed, directory not yet synced

@@ -150,6 +150,21 @@ def _concurrent(bench: Bench, procs: int, each: int) -> float:
     return procs * each / (time.perf_counter() - start)
 
 
+def _rate_figure(
+    name: str,
+    title: str,
+    ours: Measure,
+    reference: Measure,
+    reference_label: str,
+    ratio_label: str,
+    goal: Goal | None,
+    method: str,
+) -> Figure:
+    """A rate measured beside its reference in the same runs, as the ratio of the two."""
+    ratio = ours.value / reference.value
+    return Figure(name, title, Status.OK, ours, reference, reference_label, ratio, ratio_label, goal, method)
+
+
 def _backend(ctx: Context, label: str, db_url: str | None) -> list[Figure]:
     bench = make_bench(ctx, f"append-{label}", db_url=db_url)
     ledger = bench.create()
@@ -171,30 +186,25 @@ def _backend(ctx: Context, label: str, db_url: str | None) -> list[Figure]:
     ours = Measure(max(ours_runs), "blocks/s", tuple(ours_runs))
     ref = Measure(max(ref_runs), "rows/s", tuple(ref_runs))
     figures = [
-        Figure(
+        _rate_figure(
             f"append-{label}",
             f"signed metadata-only appends vs bare INSERT+COMMIT ({label})",
-            Status.OK,
             ours,
             ref,
             f"bare INSERT+COMMIT of a {size}-byte row",
-            ours.value / ref.value,
             "rate ours / rate reference",
             GOAL,
             f"best of {ctx.sizes.big_repeats} runs of {count} appends, alternating; one connection for the reference",
         )
     ]
     if floor_runs:
-        floor = Measure(max(floor_runs), "blocks/s", tuple(floor_runs))
         figures.append(
-            Figure(
+            _rate_figure(
                 f"append-{label}-floor",
                 f"the ledger's own rows by raw DB-API, one signature each, vs bare INSERT+COMMIT ({label})",
-                Status.OK,
-                floor,
+                Measure(max(floor_runs), "blocks/s", tuple(floor_runs)),
                 ref,
                 f"bare INSERT+COMMIT of a {size}-byte row",
-                floor.value / ref.value,
                 "rate floor / rate reference",
                 None,
                 "best of the same runs: blocks 1..N replayed into a new ledger, one transaction each (BEGIN "
@@ -203,16 +213,13 @@ def _backend(ctx: Context, label: str, db_url: str | None) -> list[Figure]:
             )
         )
     if one_trip_runs:
-        one_trip = Measure(max(one_trip_runs), "rows/s", tuple(one_trip_runs))
         figures.append(
-            Figure(
+            _rate_figure(
                 f"append-{label}-one-trip",
                 f"signed metadata-only appends vs a bare autocommit INSERT ({label})",
-                Status.OK,
                 ours,
-                one_trip,
+                Measure(max(one_trip_runs), "rows/s", tuple(one_trip_runs)),
                 f"bare INSERT of a {size}-byte row in autocommit mode",
-                ours.value / one_trip.value,
                 "rate ours / rate reference",
                 None,
                 "best of the same runs; the reference commits each row in one round trip (no BEGIN, no COMMIT), as "
